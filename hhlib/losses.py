@@ -1,0 +1,93 @@
+"""The weighted maximum-likelihood hashing loss of HybridHash.
+
+HybridHash (He & Wei, ICMR 2024) trains with the pairwise likelihood of
+DPSH (Li et al., IJCAI 2016) between the batch and a memory bank of the
+latest relaxed code of every training image, with positive and negative
+pairs re-weighted so that the rare similar pairs (one in ten for ten
+balanced classes) weigh as much as the dissimilar ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["WeightedLikelihoodLoss", "pairwise_likelihood"]
+
+
+def pairwise_likelihood(theta: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of each pair, ``log(1 + e^theta) - s * theta``.
+
+    Written as ``log(1 + e^-|theta|) + max(theta, 0)`` so it never overflows.
+    """
+    return torch.log1p(torch.exp(-theta.abs())) + theta.clamp(min=0) - similar * theta
+
+
+class WeightedLikelihoodLoss(nn.Module):
+    """Class-balanced pairwise likelihood against a memory bank.
+
+    Args:
+        num_train: training images; dataset indices run over ``0..num_train-1``.
+        num_classes: width of the 0/1 label vectors.
+        bits: code length.
+        alpha: scale of the inner product, ``theta = alpha * u . U``.
+
+    The bank ``U`` (num_train, bits) and ``Y`` (num_train, num_classes) are
+    buffers, so they travel with ``state_dict`` (and with a checkpoint).
+    Rows not yet written are zero: they count as dissimilar pairs with
+    ``theta = 0``, as in the authors' code.
+    """
+
+    def __init__(self, num_train: int, num_classes: int, bits: int, alpha: float = 0.5) -> None:
+        super().__init__()
+        for name, value in (("num_train", num_train), ("num_classes", num_classes), ("bits", bits)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be positive, got {alpha!r}")
+        self.alpha = float(alpha)
+        self.register_buffer("U", torch.zeros(num_train, bits))
+        self.register_buffer("Y", torch.zeros(num_train, num_classes))
+
+    def forward(self, u: torch.Tensor, y: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
+        """Loss of relaxed codes ``u`` (B, bits) with labels ``y`` (B, K) at indices ``ind`` (B,)."""
+        self._check(u, y, ind)
+        u = u.float()  # the loss stays in float32 under autocast
+        y = y.to(self.Y.dtype)
+        ind = ind.to(self.U.device, torch.long)
+        self.U[ind] = u.detach()
+        self.Y[ind] = y
+
+        similar = (y @ self.Y.T > 0).float()  # (B, num_train)
+        theta = self.alpha * (u @ self.U.T)  # (B, num_train)
+        nll = pairwise_likelihood(theta, similar)
+
+        total = similar.numel()
+        positives = similar.sum()
+        negatives = total - positives
+        # clamp: a batch with no positive (or no negative) pair has nothing to weigh there
+        weight = torch.where(
+            similar > 0, total / positives.clamp(min=1), total / negatives.clamp(min=1)
+        )
+        return (weight * nll).sum() / total
+
+    def _check(self, u: torch.Tensor, y: torch.Tensor, ind: torch.Tensor) -> None:
+        num_train, bits = self.U.shape
+        num_classes = self.Y.shape[1]
+        if u.ndim != 2 or u.shape[1] != bits:
+            raise ValueError(f"u must have shape (B, {bits}), got {tuple(u.shape)}")
+        if y.ndim != 2 or y.shape != (u.shape[0], num_classes):
+            raise ValueError(
+                f"y must have shape ({u.shape[0]}, {num_classes}) to match u, got {tuple(y.shape)}"
+            )
+        if ind.ndim != 1 or ind.shape[0] != u.shape[0]:
+            raise ValueError(f"ind must have shape ({u.shape[0]},), got {tuple(ind.shape)}")
+        if len(ind) and (int(ind.min()) < 0 or int(ind.max()) >= num_train):
+            raise ValueError(
+                f"ind must lie in [0, {num_train}) (the memory bank size), "
+                f"got values from {int(ind.min())} to {int(ind.max())}"
+            )
+
+    def extra_repr(self) -> str:
+        num_train, bits = self.U.shape
+        return f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}"
