@@ -361,6 +361,12 @@ class HybridHash(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, S, S) -> (B, C_last, b, b)."""
+        c = self.config
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c.in_chans, c.img_size, c.img_size):
+            raise ValueError(
+                f"this HybridHash expects (B, {c.in_chans}, {c.img_size}, {c.img_size}) images, "
+                f"got {tuple(x.shape)}"
+            )
         x = self.patch_embed(x)  # (B, C0, G, G)
         x = self.levels(x)  # (B, C_last, b, b)
         return self.norm(x)

@@ -1,0 +1,45 @@
+# hhlib: one virtual environment, three jobs.
+#   make tutorial   set up, then run the tutorial notebooks headless on Fashion-MNIST
+#   make test       set up, then run the library tests and every notebook under nbval
+#   make lab        set up, then open the notebooks in JupyterLab
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The tested releases; override e.g. TORCH="torch torchvision" for a newer local build.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data tutorial test test-lib test-notebooks lab bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[notebooks,test]"
+	touch $@
+
+# Fashion-MNIST ships in Debian as dataset-fashion-mnist (offline, 30 MB). Elsewhere
+# hhlib.data falls back to torchvision's download.
+data:
+	@if [ -d $(FASHION_MNIST) ]; then echo "Fashion-MNIST: $(FASHION_MNIST)"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "Fashion-MNIST: not installed system-wide; hhlib will download it (or see data/README.md)"; fi
+
+tutorial: setup data
+	$(PY) -m hhlib tutorial --out reports
+
+test: setup data
+	$(PY) -m pytest
+
+lab: setup data
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup
+	$(PY) bench/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache
