@@ -1,0 +1,121 @@
+"""Image transforms: the paper's pipeline for list datasets and a tensor pipeline for in-memory ones.
+
+Paper (DESIGN.md section 3, as in DeepHash-pytorch): list datasets are
+resized to 256 (shorter side), then RandomCrop 224 + horizontal flip for
+training and CenterCrop 224 for query and database; CIFAR is resized to
+224. Everything is normalised with the ImageNet mean and std.
+
+In-memory datasets (Fashion-MNIST, CIFAR-10, digits) keep their pixels as
+one uint8 tensor; :class:`TensorTransform` turns a batch of those rows into
+normalised float images: grey is repeated to 3 channels, the resize happens
+here only when the dataset could not afford to store resized pixels (see
+:mod:`hhlib.data.memory`), and training augmentation is a random shift of
+up to ``img_size // 8`` pixels (a random crop of the zero-padded image)
+plus an optional horizontal flip.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision import transforms
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """Resize a uint8 batch to ``size`` x ``size`` (bilinear, antialiased).
+
+    Args:
+        images: (N, C, H, W) uint8.
+        size: the output side.
+        chunk: images converted to float at a time, to bound memory.
+
+    Returns:
+        (N, C, size, size) uint8; ``images`` itself when the size already matches.
+    """
+    n, c, h, w = images.shape
+    if (h, w) == (size, size):
+        return images
+    out = torch.empty((n, c, size, size), dtype=torch.uint8)
+    for start in range(0, n, chunk):
+        batch = images[start : start + chunk].float()
+        resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
+                                antialias=True)
+        out[start : start + chunk] = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift each image by up to ``max_shift`` pixels in x and y, filling with zeros.
+
+    This equals a random crop of the image padded by ``max_shift`` zeros.
+
+    Args:
+        images: (B, C, H, W), any dtype.
+        max_shift: the largest shift in pixels.
+
+    Returns:
+        A new (B, C, H, W) tensor.
+    """
+    _, _, h, w = images.shape
+    out = torch.zeros_like(images)
+    shifts = torch.randint(-max_shift, max_shift + 1, (len(images), 2)).tolist()
+    for i, (dy, dx) in enumerate(shifts):
+        out[i, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+            i, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+    return out
+
+
+class TensorTransform:
+    """uint8 batches of an in-memory dataset -> normalised float32 (B, 3, S, S) images.
+
+    Randomness comes from torch's global generator, which DataLoader seeds
+    differently in every worker.
+
+    Args:
+        img_size: the output side S.
+        augment: apply the random shift (and flip) of training.
+        flip: allow horizontal flips when augmenting (not for digits).
+    """
+
+    def __init__(self, img_size: int, augment: bool, flip: bool) -> None:
+        self.img_size = img_size
+        self.augment = augment
+        self.flip = flip
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        # x / 255 and (x - mean) / std folded into one multiply-add.
+        self._scale = 1.0 / (255.0 * std)
+        self._shift = -torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / std
+
+    def __repr__(self) -> str:
+        return f"TensorTransform(img_size={self.img_size}, augment={self.augment}, flip={self.flip})"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Transform (B, 1 or 3, H, W) uint8 into (B, 3, S, S) float32."""
+        images = resize_uint8(images, self.img_size)
+        if self.augment:
+            images = random_shift(images, max(1, self.img_size // 8))
+            if self.flip:
+                flipped = torch.rand(len(images)) < 0.5
+                images[flipped] = images[flipped].flip(-1)
+        return torch.addcmul(self._shift, images.float(), self._scale)
+
+
+def list_transform(img_size: int, train: bool) -> transforms.Compose:
+    """The paper's transform for list-file datasets (PIL image -> normalised tensor).
+
+    Args:
+        img_size: the crop side (224 in the paper); images are first resized
+            so that their shorter side is ``img_size * 256 / 224``.
+        train: RandomCrop + horizontal flip when True, CenterCrop otherwise.
+    """
+    crop = [transforms.RandomCrop(img_size), transforms.RandomHorizontalFlip()] if train else [
+        transforms.CenterCrop(img_size)
+    ]
+    return transforms.Compose(
+        [transforms.Resize(round(img_size * 256 / 224)), *crop, transforms.ToTensor(),
+         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
