@@ -43,6 +43,7 @@ class DatasetInfo:
             list-file dataset.
         class_names: None where they come from the data (list datasets).
         flip: whether horizontal flips are a valid augmentation.
+        grey: the images are grey (a query photo is read as grey too).
     """
 
     num_classes: int
@@ -51,15 +52,17 @@ class DatasetInfo:
     loader: Loader | None = None
     class_names: tuple[str, ...] | None = None
     flip: bool = True
+    grey: bool = False
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(10, None, 224, load_cifar10, CIFAR10_CLASSES),
     "cifar10-1": DatasetInfo(10, None, 224, load_cifar10, CIFAR10_CLASSES),
     "cifar10-2": DatasetInfo(10, None, 224, load_cifar10, CIFAR10_CLASSES),
-    "fashion-mnist": DatasetInfo(10, None, 32, load_fashion_mnist, FASHION_MNIST_CLASSES),
+    "fashion-mnist": DatasetInfo(10, None, 32, load_fashion_mnist, FASHION_MNIST_CLASSES, grey=True),
     # A flipped 2 or 7 is not a digit.
-    "digits": DatasetInfo(10, None, 32, load_digits, tuple(str(d) for d in range(10)), flip=False),
+    "digits": DatasetInfo(10, None, 32, load_digits, tuple(str(d) for d in range(10)), flip=False,
+                          grey=True),
     "nuswide_21": DatasetInfo(21, 5000, 224),
     "nuswide_81_m": DatasetInfo(81, 5000, 224),
     "coco": DatasetInfo(80, 5000, 224),

@@ -1,0 +1,338 @@
+"""The command line: ``python -m hhlib {train,evaluate,encode,search} ...``.
+
+    python -m hhlib train --dataset fashion-mnist --preset cpu --bits 64 --out runs/fmnist
+    python -m hhlib evaluate --checkpoint runs/fmnist/bits64/checkpoint.pt
+    python -m hhlib encode --checkpoint runs/fmnist/bits64/checkpoint.pt --out runs/fmnist/db.npz
+    python -m hhlib search --index runs/fmnist/db.npz --image shoe.png -k 10
+
+Errors the user can fix (a bad flag, a missing dataset, a missing file)
+print one line, without a traceback, and exit with status 2
+(``HH_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+PRESETS = ("cpu", "paper")
+
+
+class UserError(Exception):
+    """An error to report in one line, not as a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m hhlib", description="HybridHash deep hashing: train, evaluate, encode, search.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train one model per code length",
+                                description="Train HybridHash on a dataset, one model per --bits value. "
+                                "Writes OUT/bits{B}/checkpoint.pt (after every epoch) and OUT/bits{B}/metrics.json.")
+    train.add_argument("--dataset", required=True, help="a name from hhlib.data.DATASETS, e.g. fashion-mnist, cifar10")
+    train.add_argument("--bits", type=int, nargs="+", default=[64], metavar="B",
+                       help="code lengths to train, each a separate model (default: 64)")
+    train.add_argument("--preset", choices=PRESETS, default="cpu",
+                       help="cpu: 3.3 M-parameter model at 32 px from scratch; paper: the paper's 224 px model "
+                       "and recipe from ImageNet NesT-B (default: cpu)")
+    train.add_argument("--epochs", type=int, help="epochs (default: the preset's, 40 for cpu, 15 for paper)")
+    train.add_argument("--out", type=Path, help="output folder (default: runs/DATASET-PRESET)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/bits{B}/checkpoint.pt where one exists; finished runs are skipped")
+    _common(train)
+    train.add_argument("--split-seed", type=int, default=0, help="seed of the query/train/database split (default: 0)")
+    train.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
+    train.add_argument("--batch-size", type=int, help="training batch size (default: the preset's, 64)")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
+    train.add_argument("--eval-every", type=int, help="epochs between mAP evaluations (default: the preset's)")
+    train.add_argument("--pretrained", default="auto", metavar="auto|none|PATH",
+                       help="NesT-B initialisation for the paper preset: auto downloads it through timm, "
+                       "PATH loads a saved state_dict, none trains from scratch (default: auto; ignored by cpu)")
+    train.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                       help="mixed precision on CUDA (default: auto, bf16 where supported)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    train.add_argument("--limit", type=int, help="keep only the first N items of each split (smoke runs)")
+
+    evaluate = commands.add_parser("evaluate", help="mAP@K, P@K and precision within radius 2 of a checkpoint",
+                                   description="Encode the query and database splits of the checkpoint's dataset "
+                                   "and print the retrieval metrics; also written as JSON.")
+    evaluate.add_argument("--checkpoint", type=Path, required=True)
+    evaluate.add_argument("--out", type=Path, help="JSON file (default: evaluation.json next to the checkpoint)")
+    _common(evaluate)
+    evaluate.add_argument("--limit", type=int, help="keep only the first N items of each split")
+
+    encode = commands.add_parser("encode", help="write the packed codes of a split into a HammingIndex file",
+                                 description="Encode one split of the checkpoint's dataset and save the codes "
+                                 "as a HammingIndex (.npz) for `search`.")
+    encode.add_argument("--checkpoint", type=Path, required=True)
+    encode.add_argument("--split", choices=("database", "query", "train"), default="database")
+    encode.add_argument("--out", type=Path, required=True, help="the index file to write (.npz)")
+    _common(encode)
+    encode.add_argument("--limit", type=int, help="keep only the first N items of each split")
+
+    search = commands.add_parser("search", help="the nearest codes to an image's code",
+                                 description="Encode an image with the index's model and list the k nearest "
+                                 "items of the index by Hamming distance.")
+    search.add_argument("--index", type=Path, required=True, help="a file written by `encode`")
+    search.add_argument("--image", type=Path, required=True, help="the query image")
+    search.add_argument("-k", type=int, default=10, help="results to show (default: 10)")
+    search.add_argument("--checkpoint", type=Path, help="the model (default: the one the index was made with)")
+    search.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, help="dataset folder (default: searched, see data/README.md)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available)")
+    parser.add_argument("--workers", type=int, help="data loader workers (default: 0 on CPU, up to 8 on CUDA)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _configs(args, bits: int):
+    from hhlib.model import HybridHashConfig
+    from hhlib.train import TrainConfig
+
+    overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                       eval_every=args.eval_every).items() if v is not None}
+    overrides.update(amp=args.amp, compile=args.compile, num_workers=args.workers, seed=args.seed)
+    if args.preset == "cpu":
+        train_config = TrainConfig.cpu(**overrides)
+        if args.eval_every is None:  # the cpu preset evaluates once, at the end
+            train_config.eval_every = train_config.epochs
+        return HybridHashConfig.cpu(bits=bits), train_config
+    return HybridHashConfig.paper(bits=bits), TrainConfig.paper(**overrides)
+
+
+def cmd_train(args) -> None:
+    import torch
+
+    from hhlib.data import get_dataset
+    from hhlib.model import HybridHash
+    from hhlib.train import fit, resolve_device
+
+    device = resolve_device(args.device)
+    out = args.out or Path("runs") / f"{args.dataset}-{args.preset}"
+    img_size = 32 if args.preset == "cpu" else 224
+    started = time.perf_counter()
+    data = get_dataset(args.dataset, root=args.root, split_seed=args.split_seed, img_size=img_size, limit=args.limit)
+    load_seconds = time.perf_counter() - started
+    _say(args, f"{data}; training on {device}")
+    for bits in args.bits:
+        run_dir = out / f"bits{bits}"
+        metrics_path = run_dir / "metrics.json"
+        if args.resume and metrics_path.is_file():
+            _say(args, f"{metrics_path} exists: bits={bits} is done, skipping")
+            continue
+        start = time.perf_counter()
+        model_config, train_config = _configs(args, bits)
+        torch.manual_seed(args.seed)
+        model = HybridHash(model_config)
+        pretrained = _pretrain(args, model)
+        meta = {"dataset": data.name, "split_seed": args.split_seed, "limit": args.limit, "preset": args.preset}
+        history = fit(model, data, train_config, out_dir=run_dir, resume=args.resume, device=device,
+                      progress=not args.quiet, meta=meta)
+        best = history.best_eval()
+        metrics = {
+            "dataset": data.name,
+            "bits": bits,
+            "preset": args.preset,
+            "map": best["map"],
+            "topk": data.topk,
+            "precision_radius2": best["precision_radius2"],
+            "best_epoch": history.best_epoch,
+            "epochs": train_config.epochs,
+            "train_seconds": round(history.train_seconds, 1),
+            "encode_seconds": round(best["encode_seconds"], 1),
+            "total_seconds": round(time.perf_counter() - start + load_seconds, 1),
+            "train_images_per_second": round(sum(e["images_per_second"] for e in history.epochs)
+                                             / max(1, len(history.epochs)), 1),
+            "encode_images_per_second": round((len(data.query) + len(data.database)) / best["encode_seconds"], 1),
+            "sizes": {"train": len(data.train), "query": len(data.query), "database": len(data.database)},
+            "split_seed": args.split_seed,
+            "device": str(device),
+            "pretrained": pretrained,
+            "history": history.to_dict(),
+        }
+        _write_json(metrics_path, metrics)
+        print(f"bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, precision within radius 2 "
+              f"{metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
+              f"total {metrics['total_seconds']:.0f} s -> {metrics_path}")
+
+
+def _pretrain(args, model) -> str | None:
+    """Initialise the paper preset from NesT-B; say so when it cannot be had."""
+    if args.preset != "paper" or args.pretrained == "none":
+        return None
+    from hhlib.weights import load_nest_weights
+
+    if args.pretrained == "auto":
+        try:
+            report = load_nest_weights(model)
+        except RuntimeError as error:
+            print(f"warning: {str(error).splitlines()[0]} Training from scratch; pass --pretrained PATH "
+                  "to use a saved copy.", file=sys.stderr)
+            return None
+        source = "nest_base_jx.goog_in1k"
+    else:
+        report = load_nest_weights(model, args.pretrained)
+        source = str(args.pretrained)
+    _say(args, f"NesT-B weights from {source}: {report}")
+    return source
+
+
+# --------------------------------------------------------------------------- evaluate, encode, search
+
+
+def _restore(args):
+    """The best model of a checkpoint and its dataset, split as when it was trained."""
+    from hhlib.data import get_dataset
+    from hhlib.train import load_model
+
+    model, state = load_model(args.checkpoint)
+    limit = args.limit if args.limit is not None else state.get("limit")
+    data = get_dataset(state["dataset"], root=args.root, split_seed=state.get("split_seed", 0),
+                       img_size=model.config.img_size, limit=limit)
+    return model, state, data
+
+
+def cmd_evaluate(args) -> None:
+    from hhlib.metrics import mean_average_precision, precision_at_k, precision_within_radius
+    from hhlib.train import encode
+
+    model, state, data = _restore(args)
+    kw = dict(device=args.device, progress=not args.quiet, num_workers=args.workers)
+    query = encode(model, data.query, desc="encode query", **kw)
+    database = encode(model, data.database, desc="encode database", **kw)
+    labels = (data.query.labels, data.database.labels)
+    ks = [k for k in (1, 10, 100, 1000) if k <= len(data.database)]
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "dataset": data.name,
+        "bits": model.config.bits,
+        "epoch": (state.get("best") or {}).get("epoch", state["epoch"]),
+        "topk": data.topk,
+        "map": float(mean_average_precision(query, database, *labels, topk=data.topk)),
+        "map_expected": float(mean_average_precision(query, database, *labels, topk=data.topk, ties="expected")),
+        "precision_at_k": dict(zip(map(str, ks), map(float, precision_at_k(query, database, *labels, ks=ks)))),
+        "precision_radius2": float(precision_within_radius(query, database, *labels, radius=2)),
+    }
+    at = result["topk"] or "all"
+    print(f"{data.name}, {result['bits']} bits, epoch {result['epoch']}")
+    print(f"  mAP@{at} (ties by index)     {result['map']:.4f}")
+    print(f"  mAP@{at} (expected over ties) {result['map_expected']:.4f}")
+    for k, p in result["precision_at_k"].items():
+        print(f"  P@{k:<27} {p:.4f}")
+    print(f"  precision within radius 2    {result['precision_radius2']:.4f}")
+    out = args.out or args.checkpoint.with_name("evaluation.json")
+    _write_json(out, result)
+    print(f"-> {out}")
+
+
+def cmd_encode(args) -> None:
+    from hhlib.index import HammingIndex
+    from hhlib.train import encode
+
+    model, state, data = _restore(args)
+    split = getattr(data, args.split)
+    codes = encode(model, split, device=args.device, progress=not args.quiet, num_workers=args.workers,
+                   desc=f"encode {args.split}")
+    index = HammingIndex(model.config.bits)
+    index.add(codes)
+    index.metadata = {
+        "checkpoint": str(args.checkpoint.resolve()),
+        "dataset": data.name,
+        "split": args.split,
+        "split_seed": state.get("split_seed", 0),
+        "limit": state.get("limit") if args.limit is None else args.limit,
+        "labels": split.labels.argmax(1).tolist() if data.num_classes else None,
+        "class_names": list(data.class_names),
+    }
+    path = index.save(args.out)
+    print(f"{len(index)} codes of {model.config.bits} bits ({data.name} {args.split}) -> {path}")
+
+
+def cmd_search(args) -> None:
+    import torch
+
+    from hhlib.data import DATASETS
+    from hhlib.data.transforms import load_query_image
+    from hhlib.index import HammingIndex
+    from hhlib.train import load_model, resolve_device
+
+    if not args.image.is_file():
+        raise UserError(f"no image at {args.image}")
+    index = HammingIndex.load(args.index)
+    meta = index.metadata or {}
+    checkpoint = args.checkpoint or meta.get("checkpoint")
+    if checkpoint is None:
+        raise UserError(f"{args.index} does not name its model: pass --checkpoint")
+    model, _ = load_model(checkpoint)
+    if model.config.bits != index.bits:
+        raise UserError(f"the model makes {model.config.bits}-bit codes, the index holds {index.bits}-bit codes")
+    info = DATASETS.get(meta.get("dataset"))
+    image = load_query_image(args.image, model.config.img_size, grey=bool(info and info.grey))
+    device = resolve_device(args.device)
+    with torch.no_grad():
+        code = model.to(device).encode(image.to(device)).cpu()
+    distances, ids = index.search(code, args.k)
+    labels, names = meta.get("labels"), meta.get("class_names")
+    print(f"{args.image}: {min(args.k, len(index))} nearest of {len(index)} ({meta.get('dataset', '?')} "
+          f"{meta.get('split', '')})")
+    print(f"{'rank':>4} {'id':>8} {'distance':>8}  class")
+    for rank, (i, d) in enumerate(zip(ids[0].tolist(), distances[0].tolist()), 1):
+        label = names[labels[i]] if labels and names else ""
+        print(f"{rank:>4} {i:>8} {d:>8}  {label}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _say(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode, "search": cmd_search}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hhlib.data import DataFormatError, DatasetNotFoundError, SplitMismatchError
+
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except UserError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except (DatasetNotFoundError, DataFormatError, SplitMismatchError, FileNotFoundError, ValueError) as error:
+        if os.environ.get("HH_DEBUG"):
+            raise
+        print(f"hhlib {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

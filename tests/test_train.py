@@ -1,0 +1,129 @@
+"""The fit loop: it learns, it resumes exactly, it stops on a non-finite loss."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hhlib import HybridHash, HybridHashConfig
+from hhlib.data import get_dataset
+from hhlib.metrics import mean_average_precision
+from hhlib.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, load_model
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir() and not os.environ.get("HH_DATA"),
+    reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)",
+)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_model(bits: int = 16) -> HybridHash:
+    torch.manual_seed(0)
+    return HybridHash(HybridHashConfig.cpu(bits=bits, embed_dims=(16, 32, 64), num_heads=(2, 4, 8), depths=(1, 1, 1)))
+
+
+@pytest.fixture(scope="module")
+def fashion_subset():
+    return get_dataset("fashion-mnist", limit=640)  # 640 train, 640 query, 640 database
+
+
+def test_a_short_run_learns_and_beats_random_codes(fashion_subset, tmp_path):
+    data = fashion_subset
+    model = tiny_model()
+    seen = []
+    # Small batches: from scratch the codes need a few hundred steps to leave the
+    # all-zero saddle of the loss (2 log 2), where every code is equally (un)likely.
+    config = TrainConfig.cpu(epochs=5, eval_every=2, lr=1e-3, warmup_epochs=0.5, batch_size=16)
+    history = fit(model, data, config, out_dir=tmp_path, progress=False,
+                  on_epoch=lambda h: seen.append(len(h.epochs)))
+    assert seen == [1, 2, 3, 4, 5]
+    losses = [e["loss"] for e in history.epochs]
+    assert losses[-1] < min(losses[0], 2 * np.log(2)) - 0.05
+    assert [e["epoch"] for e in history.evals] == [2, 4, 5]
+    rng = np.random.default_rng(0)
+    random_map = mean_average_precision(
+        rng.choice([-1, 1], (len(data.query), 16)), rng.choice([-1, 1], (len(data.database), 16)),
+        data.query.labels, data.database.labels)
+    assert history.best_map > random_map + 0.05
+    assert all(e["images_per_second"] > 0 for e in history.epochs)
+    # the model ends with the best weights, and the checkpoint keeps them
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 5 and state["best"]["epoch"] == history.best_epoch
+    restored, _ = load_model(tmp_path / "checkpoint.pt")
+    for name, value in restored.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name])
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_last_checkpoint(fashion_subset, tmp_path):
+    model = tiny_model()
+    calls = {"n": 0}
+
+    def poison(module, inputs, output):  # the 13th training batch = epoch 2, batch 3 (10 batches an epoch)
+        if module.training:
+            calls["n"] += 1
+            if calls["n"] == 13:
+                return output * float("nan")
+        return None
+
+    model.register_forward_hook(poison)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, batch 3.*holds epoch 1"):
+        fit(model, fashion_subset, TrainConfig.cpu(epochs=3, eval_every=5), out_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+
+
+def test_resume_refuses_another_recipe(fashion_subset, tmp_path):
+    fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="cannot resume: the checkpoint was made with another training configuration"):
+        fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1, lr=1e-4), out_dir=tmp_path,
+            resume=True, progress=False)
+
+
+def _train_command(out: Path) -> list[str]:
+    return [sys.executable, "-m", "hhlib", "train", "--dataset", "fashion-mnist", "--limit", "192",
+            "--bits", "16", "--epochs", "4", "--eval-every", "2", "--out", str(out), "--quiet", "--resume"]
+
+
+def test_a_killed_run_resumes_to_the_same_final_state(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    process = subprocess.Popen(_train_command(killed), env=env, cwd=REPO)
+    checkpoint = killed / "bits16" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.is_file() and load_checkpoint(checkpoint)["epoch"] >= 2:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    epoch_at_kill = load_checkpoint(checkpoint)["epoch"]
+    assert 2 <= epoch_at_kill < 4
+    subprocess.run(_train_command(killed), env=env, cwd=REPO, check=True)
+    subprocess.run(_train_command(straight), env=env, cwd=REPO, check=True)
+    resumed, uninterrupted = load_checkpoint(checkpoint), load_checkpoint(straight / "bits16" / "checkpoint.pt")
+    assert resumed["epoch"] == uninterrupted["epoch"] == 4
+    for name, value in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], value), name
+    assert torch.equal(resumed["loss"]["U"], uninterrupted["loss"]["U"])
+    assert resumed["history"]["best_map"] == uninterrupted["history"]["best_map"]
+    assert [e["loss"] for e in resumed["history"]["epochs"]] == [e["loss"] for e in uninterrupted["history"]["epochs"]]
+
+
+def test_train_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="optimizer must be 'rmsprop' or 'adamw', got 'sgd'"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="epochs must be at least 1, got 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="amp must be"):
+        TrainConfig(amp="fp8")
+
+
+def test_paper_recipe_is_the_papers():
+    config = TrainConfig.paper()
+    assert (config.optimizer, config.lr, config.weight_decay, config.batch_size, config.alpha,
+            config.eval_every, config.epochs) == ("rmsprop", 2.5e-5, 1e-5, 64, 0.5, 3, 15)
