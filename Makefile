@@ -1,7 +1,7 @@
 # hhlib: one virtual environment, three jobs.
-#   make tutorial   set up, then run the tutorial notebooks headless on Fashion-MNIST
-#   make test       set up, then run the library tests and every notebook under nbval
-#   make lab        set up, then open the notebooks in JupyterLab
+#   make tutorial   set up, then train the CPU preset on Fashion-MNIST, evaluate it and search with it
+#   make test       set up, then run the tests
+#   make lab        set up, then open JupyterLab on notebooks/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 # The tested releases; override e.g. TORCH="torch torchvision" for a newer local build.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
+TUTORIAL := runs/tutorial
 
-.PHONY: setup data tutorial test test-lib test-notebooks lab bench clean
+.PHONY: setup data tutorial test lab bench clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +30,12 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "Fashion-MNIST: not installed system-wide; hhlib will download it (or see data/README.md)"; fi
 
+# --resume: a second `make tutorial` reuses the trained model instead of training again.
 tutorial: setup data
-	$(PY) -m hhlib tutorial --out reports
+	$(PY) -m hhlib train --dataset fashion-mnist --preset cpu --bits 64 --out $(TUTORIAL) --resume
+	$(PY) -m hhlib evaluate --checkpoint $(TUTORIAL)/bits64/checkpoint.pt
+	$(PY) -m hhlib encode --checkpoint $(TUTORIAL)/bits64/checkpoint.pt --out $(TUTORIAL)/database.npz
+	$(PY) -m hhlib search --index $(TUTORIAL)/database.npz --query 0 -k 10
 
 test: setup data
 	$(PY) -m pytest
@@ -42,4 +47,4 @@ bench: setup
 	$(PY) bench/bench_metrics.py
 
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) .pytest_cache

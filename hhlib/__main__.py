@@ -83,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Encode an image with the index's model and list the k nearest "
                                  "items of the index by Hamming distance.")
     search.add_argument("--index", type=Path, required=True, help="a file written by `encode`")
-    search.add_argument("--image", type=Path, required=True, help="the query image")
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--image", type=Path, help="the query image")
+    query.add_argument("--query", type=int, metavar="N",
+                       help="use item N of the query split of the index's dataset instead of an image file")
     search.add_argument("-k", type=int, default=10, help="results to show (default: 10)")
     search.add_argument("--checkpoint", type=Path, help="the model (default: the one the index was made with)")
     search.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -125,8 +128,11 @@ def cmd_train(args) -> None:
     device = resolve_device(args.device)
     out = args.out or Path("runs") / f"{args.dataset}-{args.preset}"
     img_size = 32 if args.preset == "cpu" else 224
+    # The paper augments the list datasets (random crop + flip) but not CIFAR-10.
+    augment = args.preset == "cpu" or not args.dataset.startswith("cifar10")
     started = time.perf_counter()
-    data = get_dataset(args.dataset, root=args.root, split_seed=args.split_seed, img_size=img_size, limit=args.limit)
+    data = get_dataset(args.dataset, root=args.root, split_seed=args.split_seed, img_size=img_size,
+                       limit=args.limit, augment=augment)
     load_seconds = time.perf_counter() - started
     _say(args, f"{data}; training on {device}")
     for bits in args.bits:
@@ -266,12 +272,12 @@ def cmd_encode(args) -> None:
 def cmd_search(args) -> None:
     import torch
 
-    from hhlib.data import DATASETS
+    from hhlib.data import DATASETS, get_dataset
     from hhlib.data.transforms import load_query_image
     from hhlib.index import HammingIndex
     from hhlib.train import load_model, resolve_device
 
-    if not args.image.is_file():
+    if args.image is not None and not args.image.is_file():
         raise UserError(f"no image at {args.image}")
     index = HammingIndex.load(args.index)
     meta = index.metadata or {}
@@ -281,14 +287,24 @@ def cmd_search(args) -> None:
     model, _ = load_model(checkpoint)
     if model.config.bits != index.bits:
         raise UserError(f"the model makes {model.config.bits}-bit codes, the index holds {index.bits}-bit codes")
-    info = DATASETS.get(meta.get("dataset"))
-    image = load_query_image(args.image, model.config.img_size, grey=bool(info and info.grey))
+    if args.image is not None:
+        info = DATASETS.get(meta.get("dataset"))
+        image = load_query_image(args.image, model.config.img_size, grey=bool(info and info.grey))
+        name = str(args.image)
+    else:
+        data = get_dataset(meta["dataset"], split_seed=meta.get("split_seed", 0), img_size=model.config.img_size,
+                           limit=meta.get("limit"))
+        if not 0 <= args.query < len(data.query):
+            raise UserError(f"--query must lie in [0, {len(data.query)}), got {args.query}")
+        image, label, _ = data.query[args.query]
+        image = image.unsqueeze(0)
+        name = f"query {args.query} ({data.class_names[int(label.argmax())]})"
     device = resolve_device(args.device)
     with torch.no_grad():
         code = model.to(device).encode(image.to(device)).cpu()
     distances, ids = index.search(code, args.k)
     labels, names = meta.get("labels"), meta.get("class_names")
-    print(f"{args.image}: {min(args.k, len(index))} nearest of {len(index)} ({meta.get('dataset', '?')} "
+    print(f"{name}: {min(args.k, len(index))} nearest of {len(index)} ({meta.get('dataset', '?')} "
           f"{meta.get('split', '')})")
     print(f"{'rank':>4} {'id':>8} {'distance':>8}  class")
     for rank, (i, d) in enumerate(zip(ids[0].tolist(), distances[0].tolist()), 1):

@@ -19,6 +19,7 @@ import math
 import os
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
+# The loss when every code is zero: all pairs at theta = 0, positives and negatives weighted equally.
+COLLAPSED_LOSS = 2 * math.log(2)
 
 
 @dataclass
@@ -437,6 +440,12 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
             "images_per_second": seen / seconds, "lr": optimizer.param_groups[0]["lr"],
         })
         postfix = {"loss": f"{total_loss / seen:.4f}"}
+        if epoch > 1 and abs(total_loss / seen - COLLAPSED_LOSS) < 2e-3:
+            warnings.warn(
+                f"epoch {epoch}: the loss sits at 2 log 2 = {COLLAPSED_LOSS:.4f}, where all codes are zero "
+                "(collapsed, or not yet learning). From scratch, lower the learning rate or train longer.",
+                stacklevel=2,
+            )
 
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             result = evaluate(evaluated, data, device=device, progress=progress,

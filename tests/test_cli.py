@@ -59,6 +59,12 @@ def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     assert distances == sorted(distances) and distances[0] == 0
     assert 7 in [int(r[1]) for r in rows if int(r[2]) == 0]
 
+    # a query item instead of a file
+    code, stdout, _ = run(capsys, "search", "--index", str(index_file), "--query", "3", "-k", "3")
+    assert code == 0 and stdout.startswith("query 3 (") and len(stdout.splitlines()) == 5
+    code, _, stderr = run(capsys, "search", "--index", str(index_file), "--query", "999")
+    assert code == 2 and "--query must lie in [0, 256), got 999" in stderr
+
 
 @pytest.mark.parametrize(
     "argv, message",
@@ -97,3 +103,23 @@ def test_help_explains_every_flag(capsys):
     text = capsys.readouterr().out
     for flag in ("--dataset", "--bits", "--preset", "--epochs", "--out", "--resume", "--device", "--pretrained"):
         assert flag in text
+
+
+def test_presets_choose_the_model_and_recipe():
+    from hhlib.__main__ import _configs, build_parser
+    from hhlib.model import HybridHashConfig
+    from hhlib.train import TrainConfig
+
+    args = build_parser().parse_args(["train", "--dataset", "cifar10", "--preset", "paper", "--bits", "32"])
+    model_config, train_config = _configs(args, 32)
+    assert model_config == HybridHashConfig.paper(bits=32)
+    assert (train_config.optimizer, train_config.lr, train_config.eval_every) == ("rmsprop", 2.5e-5, 3)
+    args = build_parser().parse_args(["train", "--dataset", "fashion-mnist", "--epochs", "7"])
+    model_config, train_config = _configs(args, 64)
+    assert model_config == HybridHashConfig.cpu(bits=64)
+    assert train_config.epochs == train_config.eval_every == 7  # evaluated once, at the end
+
+
+def test_search_needs_an_image_or_a_query(capsys):
+    code, _, stderr = run(capsys, "search", "--index", "x.npz")
+    assert code == 2 and "one of the arguments --image --query is required" in stderr

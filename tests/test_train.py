@@ -127,3 +127,11 @@ def test_paper_recipe_is_the_papers():
     config = TrainConfig.paper()
     assert (config.optimizer, config.lr, config.weight_decay, config.batch_size, config.alpha,
             config.eval_every, config.epochs) == ("rmsprop", 2.5e-5, 1e-5, 64, 0.5, 3, 15)
+
+
+def test_collapsed_codes_are_reported(fashion_subset):
+    model = tiny_model()
+    model.register_forward_hook(lambda module, inputs, output: output * 0)  # every code zero
+    with pytest.warns(UserWarning, match=r"epoch 2: the loss sits at 2 log 2 = 1.3863"):
+        history = fit(model, fashion_subset, TrainConfig.cpu(epochs=2, eval_every=5), progress=False)
+    assert history.epochs[-1]["loss"] == pytest.approx(2 * np.log(2), abs=1e-6)
