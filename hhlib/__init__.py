@@ -1,6 +1,7 @@
 """hhlib: HybridHash (He & Wei, ICMR 2024) and the tools to train and evaluate it."""
 
-from hhlib.index import HammingIndex, hamming_distances, pack_codes
+from hhlib.hamming import hamming_distances, pack_codes
+from hhlib.index import HammingIndex
 from hhlib.losses import WeightedLikelihoodLoss
 from hhlib.metrics import mean_average_precision, precision_at_k, precision_recall_curve, precision_within_radius
 from hhlib.model import HybridHash, HybridHashConfig

@@ -48,16 +48,16 @@ from typing import Any
 
 import numpy as np
 
-from hhlib.index import (
-    HammingIndex,
-    _composite_keys,
-    _distance_table,
-    _id_shift,
-    _map_blocks,
-    _rows_per_block,
-    _to_numpy,
+from hhlib.hamming import (
+    composite_keys,
+    distance_table,
+    id_shift,
+    map_blocks,
     pack_codes,
+    rows_per_block,
+    to_numpy,
 )
+from hhlib.index import HammingIndex
 
 __all__ = [
     "mean_average_precision",
@@ -109,7 +109,7 @@ class _Labels:
 def _prepare_labels(query_labels: Any, db_labels: Any, n_queries: int, n_items: int) -> _Labels:
     arrays = {}
     for name, labels, n in (("query_labels", query_labels, n_queries), ("db_labels", db_labels, n_items)):
-        array = _to_numpy(labels)
+        array = to_numpy(labels)
         if array.ndim not in (1, 2):
             raise ValueError(f"{name} must be 1-D class ids or a 2-D 0/1 matrix, got shape {array.shape}")
         if len(array) != n:
@@ -156,7 +156,7 @@ class _Problem:
 
     def distances(self, rows: slice) -> np.ndarray:
         """Hamming distances of the queries ``rows`` to every item: (C, N) uint8/uint16."""
-        return _distance_table(self.queries[rows], self.db_bytes, self.bits)
+        return distance_table(self.queries[rows], self.db_bytes, self.bits)
 
     @functools.cached_property
     def index(self) -> HammingIndex:
@@ -208,16 +208,16 @@ def _over_ranking(problem: _Problem, k: int, reduce: Callable[[np.ndarray], np.n
         blocks = range(0, problem.n_queries, _SEARCH_QUERY_BLOCK)
         return np.concatenate([top(slice(s, s + _SEARCH_QUERY_BLOCK)) for s in blocks])
 
-    shift = _id_shift(problem.n_items) + 1
+    shift = id_shift(problem.n_items) + 1
     index_bits = np.arange(problem.n_items, dtype=np.int64) << 1
 
     def whole(rows: slice) -> np.ndarray:
-        keys = _composite_keys(problem.distances(rows), index_bits, shift, problem.bits)  # (C, N)
+        keys = composite_keys(problem.distances(rows), index_bits, shift, problem.bits)  # (C, N)
         keys |= problem.labels.block(rows)
         keys.sort(axis=1)
         return reduce((keys & 1) != 0)
 
-    return np.concatenate(_map_blocks(whole, problem.n_queries, _rows_per_block(problem.n_items)))
+    return np.concatenate(map_blocks(whole, problem.n_queries, rows_per_block(problem.n_items)))
 
 
 def _average_precision(ranked: np.ndarray) -> np.ndarray:
@@ -289,7 +289,7 @@ def _distance_counts(problem: _Problem) -> _Counts:
         bins |= relevant
         return np.bincount(bins.ravel(), minlength=n_rows * width * 2).reshape(n_rows, width, 2)
 
-    counts = np.concatenate(_map_blocks(block, problem.n_queries, _rows_per_block(problem.n_items)))
+    counts = np.concatenate(map_blocks(block, problem.n_queries, rows_per_block(problem.n_items)))
     return _Counts(items=counts.sum(axis=2), relevant=counts[:, :, 1])
 
 

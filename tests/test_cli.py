@@ -4,7 +4,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -108,7 +107,6 @@ def test_help_explains_every_flag(capsys):
 def test_presets_choose_the_model_and_recipe():
     from hhlib.__main__ import _configs, build_parser
     from hhlib.model import HybridHashConfig
-    from hhlib.train import TrainConfig
 
     args = build_parser().parse_args(["train", "--dataset", "cifar10", "--preset", "paper", "--bits", "32"])
     model_config, train_config = _configs(args, 32)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hhlib.index import FORMAT_VERSION, HammingIndex, hamming_distances, pack_codes
+from hhlib.hamming import hamming_distances, pack_codes
+from hhlib.index import FORMAT_VERSION, HammingIndex
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss is not installed")
