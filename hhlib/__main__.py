@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bits", type=int, nargs="+", default=[64], metavar="B",
                        help="code lengths to train, each a separate model (default: 64)")
     train.add_argument("--preset", choices=PRESETS, default="cpu",
-                       help="cpu: 3.3 M-parameter model at 32 px from scratch; paper: the paper's 224 px model "
+                       help="cpu: 0.83 M-parameter model at 32 px from scratch; paper: the paper's 224 px model "
                        "and recipe from ImageNet NesT-B (default: cpu)")
     train.add_argument("--epochs", type=int, help="epochs (default: the preset's, 40 for cpu, 15 for paper)")
     train.add_argument("--out", type=Path, help="output folder (default: runs/DATASET-PRESET)")
