@@ -98,7 +98,7 @@ def test_nest_weights_from_a_state_dict_or_a_file(tmp_path, form):
 def test_nest_weights_of_other_widths_fail_with_the_shapes():
     nest, _ = small_nest_and_model()
     with pytest.raises(ValueError, match=r"patch_embed.proj.weight -> patch_embed.proj.weight: source"):
-        load_nest_weights(HybridHash(HybridHashConfig.cpu()), nest)
+        load_nest_weights(HybridHash(HybridHashConfig.cpu(embed_dims=(64, 128, 256), num_heads=(2, 4, 8))), nest)
 
 
 def test_not_a_nest_state_dict():
