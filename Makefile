@@ -41,6 +41,7 @@ test: setup data
 	$(PY) -m pytest
 
 lab: setup data
+	mkdir -p notebooks
 	$(VENV)/bin/jupyter lab notebooks/
 
 bench: setup
