@@ -164,10 +164,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or config.amp == "off":
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or amp == "off":
         return None  # CPU autocast is slower than float32 on CPUs without AMX
-    if config.amp == "bf16" or (config.amp == "auto" and torch.cuda.is_bf16_supported()):
+    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
 
@@ -182,7 +182,7 @@ def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: in
         workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
+        num_workers=workers, pin_memory=device.type == "cuda",
     )
 
 
@@ -195,7 +195,7 @@ def encode(model: nn.Module, dataset: Dataset, batch_size: int = 256, device=Non
            num_workers: int | None = None) -> np.ndarray:
     """Binary codes of a whole dataset, (n, bits) int8 in {-1, +1}, in dataset order."""
     device = resolve_device(device)
-    dtype = _amp_dtype(TrainConfig(amp=amp), device)
+    dtype = _amp_dtype(amp, device)
     channels_last = device.type == "cuda"
     was_training = model.training
     model.eval().to(device)
@@ -267,6 +267,7 @@ def load_model(path: str | os.PathLike, best: bool = True) -> tuple[HybridHash, 
 
 
 def _rng_state() -> dict:
+    """For inspection: resuming does not need it, since each epoch reseeds from (seed, epoch)."""
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
@@ -357,7 +358,7 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
     loader_steps = math.ceil(len(data.train) / config.batch_size)
     optimizer = _optimizer(model, config)
     scheduler = _schedule(optimizer, config, loader_steps)
-    amp_dtype = _amp_dtype(config, device)
+    amp_dtype = _amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     # The average starts as a copy and warms up, so early evaluations are meaningful.
     ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None

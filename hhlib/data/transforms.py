@@ -60,14 +60,13 @@ def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
     Returns:
         A new (B, C, H, W) tensor.
     """
-    _, _, h, w = images.shape
-    out = torch.zeros_like(images)
-    shifts = torch.randint(-max_shift, max_shift + 1, (len(images), 2)).tolist()
-    for i, (dy, dx) in enumerate(shifts):
-        out[i, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
-            i, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-        ]
-    return out
+    b, _, h, w = images.shape
+    padded = F.pad(images, (max_shift,) * 4)  # (B, C, H + 2m, W + 2m), zeros around
+    offsets = torch.randint(0, 2 * max_shift + 1, (b, 2))  # top-left corner of each crop
+    rows = (offsets[:, :1] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (offsets[:, 1:] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
+    batch, channels = torch.arange(b)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None]
+    return padded[batch, channels, rows, cols]
 
 
 class TensorTransform:
