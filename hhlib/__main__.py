@@ -103,27 +103,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- train
 
 
-def _configs(args, bits: int):
-    from hhlib.model import HybridHashConfig
-    from hhlib.train import TrainConfig
-
-    overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                       eval_every=args.eval_every).items() if v is not None}
-    overrides.update(amp=args.amp, compile=args.compile, num_workers=args.workers, seed=args.seed)
-    if args.preset == "cpu":
-        train_config = TrainConfig.cpu(**overrides)
-        if args.eval_every is None:  # the cpu preset evaluates once, at the end
-            train_config.eval_every = train_config.epochs
-        return HybridHashConfig.cpu(bits=bits), train_config
-    return HybridHashConfig.paper(bits=bits), TrainConfig.paper(**overrides)
-
-
 def cmd_train(args) -> None:
-    import torch
-
     from hhlib.data import get_dataset
-    from hhlib.model import HybridHash
-    from hhlib.train import fit, resolve_device
+    from hhlib.runs import train_run
+    from hhlib.train import resolve_device
 
     device = resolve_device(args.device)
     out = args.out or Path("runs") / f"{args.dataset}-{args.preset}"
@@ -141,37 +124,14 @@ def cmd_train(args) -> None:
         if args.resume and metrics_path.is_file():
             _say(args, f"{metrics_path} exists: bits={bits} is done, skipping")
             continue
-        start = time.perf_counter()
-        model_config, train_config = _configs(args, bits)
-        torch.manual_seed(args.seed)
-        model = HybridHash(model_config)
-        pretrained = _pretrain(args, model)
-        meta = {"dataset": data.name, "split_seed": args.split_seed, "limit": args.limit, "preset": args.preset}
-        history = fit(model, data, train_config, out_dir=run_dir, resume=args.resume, device=device,
-                      progress=not args.quiet, meta=meta)
-        best = history.best_eval()
-        metrics = {
-            "dataset": data.name,
-            "bits": bits,
-            "preset": args.preset,
-            "map": best["map"],
-            "topk": data.topk,
-            "precision_radius2": best["precision_radius2"],
-            "best_epoch": history.best_epoch,
-            "epochs": train_config.epochs,
-            "train_seconds": round(history.train_seconds, 1),
-            "encode_seconds": round(best["encode_seconds"], 1),
-            "total_seconds": round(time.perf_counter() - start + load_seconds, 1),
-            "train_images_per_second": round(sum(e["images_per_second"] for e in history.epochs)
-                                             / max(1, len(history.epochs)), 1),
-            "encode_images_per_second": round((len(data.query) + len(data.database)) / best["encode_seconds"], 1),
-            "sizes": {"train": len(data.train), "query": len(data.query), "database": len(data.database)},
-            "split_seed": args.split_seed,
-            "device": str(device),
-            "pretrained": pretrained,
-            "history": history.to_dict(),
-        }
-        _write_json(metrics_path, metrics)
+        _, metrics = train_run(
+            data, bits, args.preset, run_dir, resume=args.resume, device=device, progress=not args.quiet,
+            seed=args.seed, pretrained=lambda model: _pretrain(args, model), load_seconds=load_seconds,
+            meta={"split_seed": args.split_seed, "limit": args.limit},
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+            amp=args.amp, compile=args.compile, num_workers=args.workers,
+        )
+        load_seconds = 0.0
         print(f"bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, precision within radius 2 "
               f"{metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
               f"total {metrics['total_seconds']:.0f} s -> {metrics_path}")

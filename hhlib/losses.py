@@ -31,6 +31,8 @@ class WeightedLikelihoodLoss(nn.Module):
         num_classes: width of the 0/1 label vectors.
         bits: code length.
         alpha: scale of the inner product, ``theta = alpha * u . U``.
+        quantization: weight of DPSH's quantization term, the mean of
+            ``(u - sign(u))^2``; 0 (the paper) leaves it out.
 
     The bank ``U`` (num_train, bits) and ``Y`` (num_train, num_classes) are
     buffers, so they travel with ``state_dict`` (and with a checkpoint).
@@ -38,14 +40,18 @@ class WeightedLikelihoodLoss(nn.Module):
     ``theta = 0``, as in the authors' code.
     """
 
-    def __init__(self, num_train: int, num_classes: int, bits: int, alpha: float = 0.5) -> None:
+    def __init__(self, num_train: int, num_classes: int, bits: int, alpha: float = 0.5,
+                 quantization: float = 0.0) -> None:
         super().__init__()
         for name, value in (("num_train", num_train), ("num_classes", num_classes), ("bits", bits)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha!r}")
+        if not quantization >= 0:
+            raise ValueError(f"quantization must be >= 0, got {quantization!r}")
         self.alpha = float(alpha)
+        self.quantization = float(quantization)
         self.register_buffer("U", torch.zeros(num_train, bits))
         self.register_buffer("Y", torch.zeros(num_train, num_classes))
 
@@ -69,7 +75,10 @@ class WeightedLikelihoodLoss(nn.Module):
         weight = torch.where(
             similar > 0, total / positives.clamp(min=1), total / negatives.clamp(min=1)
         )
-        return (weight * nll).sum() / total
+        loss = (weight * nll).sum() / total
+        if self.quantization:
+            loss = loss + self.quantization * (u - u.detach().sign()).pow(2).mean()
+        return loss
 
     def _check(self, u: torch.Tensor, y: torch.Tensor, ind: torch.Tensor) -> None:
         num_train, bits = self.U.shape
@@ -90,4 +99,4 @@ class WeightedLikelihoodLoss(nn.Module):
 
     def extra_repr(self) -> str:
         num_train, bits = self.U.shape
-        return f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}"
+        return f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}, quantization={self.quantization}"

@@ -67,6 +67,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient norm
     ema_decay: float | None = None  # evaluate an exponential moving average of the weights
     alpha: float = 0.5  # theta = alpha * u . U in the loss
+    quantization: float = 0.0  # weight of the (u - sign u)^2 term; 0 is the paper's loss
     eval_every: int = 3  # epochs between mAP evaluations (the last epoch is always evaluated)
     amp: str = "auto"  # "auto" (bf16 or fp16 on CUDA, off on CPU), "bf16", "fp16" or "off"
     channels_last: bool = True  # on CUDA only
@@ -354,7 +355,7 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
     if device.type == "cuda" and config.channels_last:
         model.to(memory_format=torch.channels_last)
     criterion = WeightedLikelihoodLoss(len(data.train), data.num_classes, model.config.bits,
-                                       config.alpha).to(device)
+                                       config.alpha, config.quantization).to(device)
     loader_steps = math.ceil(len(data.train) / config.batch_size)
     optimizer = _optimizer(model, config)
     scheduler = _schedule(optimizer, config, loader_steps)

@@ -105,17 +105,19 @@ def test_help_explains_every_flag(capsys):
 
 
 def test_presets_choose_the_model_and_recipe():
-    from hhlib.__main__ import _configs, build_parser
     from hhlib.model import HybridHashConfig
+    from hhlib.runs import preset_configs
+    from hhlib.train import TrainConfig
 
-    args = build_parser().parse_args(["train", "--dataset", "cifar10", "--preset", "paper", "--bits", "32"])
-    model_config, train_config = _configs(args, 32)
+    model_config, train_config = preset_configs("paper", 32)
     assert model_config == HybridHashConfig.paper(bits=32)
     assert (train_config.optimizer, train_config.lr, train_config.eval_every) == ("rmsprop", 2.5e-5, 3)
-    args = build_parser().parse_args(["train", "--dataset", "fashion-mnist", "--epochs", "7"])
-    model_config, train_config = _configs(args, 64)
+    model_config, train_config = preset_configs("cpu", 64, epochs=7, lr=None)
     assert model_config == HybridHashConfig.cpu(bits=64)
     assert train_config.epochs == train_config.eval_every == 7  # evaluated once, at the end
+    assert train_config.lr == TrainConfig.cpu().lr  # None means the preset's value
+    with pytest.raises(ValueError, match="preset must be one of"):
+        preset_configs("gpu", 64)
 
 
 def test_search_needs_an_image_or_a_query(capsys):

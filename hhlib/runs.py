@@ -1,0 +1,129 @@
+"""Run folders: one trained model per code length, trained once and then reused.
+
+A run folder ``OUT/bits{B}/`` holds ``checkpoint.pt`` (written after every
+epoch) and, once training has finished, ``metrics.json``. The command line
+(``python -m hhlib train``) and the notebooks share this layout, so a model
+trained by one is loaded by the other instead of being trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from hhlib.model import HybridHash, HybridHashConfig
+from hhlib.train import TrainConfig, fit, load_model, resolve_device
+
+__all__ = ["PRESETS", "preset_configs", "train_run", "load_run", "train_or_load"]
+
+PRESETS = ("cpu", "paper")
+
+
+def preset_configs(preset: str, bits: int, **train_overrides) -> tuple[HybridHashConfig, TrainConfig]:
+    """The model and recipe of a preset at one code length.
+
+    ``cpu``: the 0.83 M-parameter model at 32 px, from scratch, evaluated once
+    at the end (unless ``eval_every`` says otherwise). ``paper``: the paper's
+    224 px model and recipe.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    overrides = {k: v for k, v in train_overrides.items() if v is not None}
+    if preset == "cpu":
+        config = TrainConfig.cpu(**overrides)
+        if "eval_every" not in overrides:
+            config.eval_every = config.epochs
+        return HybridHashConfig.cpu(bits=bits), config
+    return HybridHashConfig.paper(bits=bits), TrainConfig.paper(**overrides)
+
+
+def train_run(data, bits: int, preset: str, run_dir: str | os.PathLike, *, resume: bool = True,
+              device=None, progress: bool = True, seed: int = 0, pretrained=None, meta: dict | None = None,
+              on_epoch=None, load_seconds: float = 0.0, **train_overrides) -> tuple[HybridHash, dict]:
+    """Train one model into ``run_dir`` and write ``metrics.json`` there.
+
+    Args:
+        data: a :func:`hhlib.data.get_dataset` result whose images fit the preset.
+        bits, preset: the code length and ``"cpu"`` or ``"paper"``.
+        run_dir: the run folder (``OUT/bits{B}``).
+        resume: continue from ``run_dir/checkpoint.pt`` if a run was cut short.
+        pretrained: a callable given the fresh model (NesT-B initialisation);
+            it returns a short description of the weights it loaded, or None.
+        meta: facts stored in the checkpoint and metrics (split seed, limit...).
+        load_seconds: time spent loading the data, counted in ``total_seconds``.
+        train_overrides: TrainConfig fields (epochs, lr, batch_size...).
+
+    Returns:
+        The best model and the metrics written to ``metrics.json``.
+    """
+    run_dir = Path(run_dir)
+    device = resolve_device(device)
+    start = time.perf_counter()
+    model_config, train_config = preset_configs(preset, bits, seed=seed, **train_overrides)
+    if model_config.img_size != data.img_size:
+        raise ValueError(f"the {preset} preset takes {model_config.img_size} px images; "
+                         f"the data was loaded at {data.img_size} px")
+    torch.manual_seed(seed)
+    model = HybridHash(model_config)
+    source = pretrained(model) if pretrained is not None else None
+    meta = {"dataset": data.name, "preset": preset, **(meta or {})}
+    history = fit(model, data, train_config, out_dir=run_dir, resume=resume, device=device,
+                  progress=progress, meta=meta, on_epoch=on_epoch)
+    best = history.best_eval()
+    epochs = max(1, len(history.epochs))
+    metrics = {
+        "dataset": data.name,
+        "bits": bits,
+        "preset": preset,
+        "map": best["map"],
+        "topk": data.topk,
+        "precision_radius2": best["precision_radius2"],
+        "best_epoch": history.best_epoch,
+        "epochs": train_config.epochs,
+        "train_seconds": round(history.train_seconds, 1),
+        "encode_seconds": round(best["encode_seconds"], 1),
+        "total_seconds": round(time.perf_counter() - start + load_seconds, 1),
+        "train_images_per_second": round(sum(e["images_per_second"] for e in history.epochs) / epochs, 1),
+        "encode_images_per_second": round((len(data.query) + len(data.database)) / best["encode_seconds"], 1),
+        "sizes": {"train": len(data.train), "query": len(data.query), "database": len(data.database)},
+        "device": str(device),
+        "pretrained": source,
+        **{k: v for k, v in meta.items() if k not in ("dataset", "preset")},
+        "history": history.to_dict(),
+    }
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, run_dir / "metrics.json")
+    return model, metrics
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[HybridHash, dict]:
+    """The best model and the metrics of a finished run folder."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{metrics_path} does not exist: the run in {run_dir} has not finished")
+    model, _ = load_model(run_dir / "checkpoint.pt")
+    return model, json.loads(metrics_path.read_text())
+
+
+def train_or_load(data, bits: int, preset: str, run_dir: str | os.PathLike, **kwargs) -> tuple[HybridHash, dict]:
+    """Load a finished run from ``run_dir``, or train it there (resuming a cut-short run).
+
+    A finished run made on other data (another dataset, split seed or size)
+    is not silently reused: that raises ValueError.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").is_file():
+        model, metrics = load_run(run_dir)
+        sizes = {"train": len(data.train), "query": len(data.query), "database": len(data.database)}
+        if metrics.get("dataset") != data.name or metrics.get("sizes") != sizes or metrics.get("bits") != bits:
+            raise ValueError(f"{run_dir} holds a run on {metrics.get('dataset')} {metrics.get('sizes')} "
+                             f"with {metrics.get('bits')} bits, not {data.name} {sizes} with {bits} bits; "
+                             "remove it or choose another folder")
+        return model, metrics
+    return train_run(data, bits, preset, run_dir, **kwargs)

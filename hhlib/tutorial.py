@@ -1,0 +1,124 @@
+"""The first cell of every tutorial notebook: fast switch, device, seeds, run folders.
+
+    from hhlib.tutorial import setup
+    tut = setup()                      # reads HH_FAST, picks the device, seeds everything
+    data = tut.data()                  # the tutorial's dataset, tiny in fast mode
+    model, metrics = tut.trained_model(64, data)   # loaded when trained before
+
+``HH_FAST=1`` (what the tests use) keeps 500 items of each split and trains
+for one epoch, so a notebook runs in seconds; without it a notebook does the
+real thing: the CPU preset on a CPU, the paper recipe on a GPU. Both write
+run folders that the command line shares (see :mod:`hhlib.runs`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hhlib.data import get_dataset
+from hhlib.runs import train_or_load
+from hhlib.train import resolve_device
+
+__all__ = ["Tutorial", "setup", "is_fast", "seed_everything", "FAST_LIMIT"]
+
+FAST_LIMIT = 500  # items kept in each split in fast mode
+
+
+def is_fast() -> bool:
+    """True when ``HH_FAST`` is set to anything but "", "0", "false" or "no"."""
+    return os.environ.get("HH_FAST", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Tutorial:
+    """The settings a notebook runs with; made by :func:`setup`.
+
+    Attributes:
+        fast: the fast switch (tiny splits, one epoch).
+        device: where models run.
+        seed: the seed of everything random.
+        dataset: the dataset name (a key of ``hhlib.data.DATASETS``).
+        preset: "cpu" (32 px, from scratch) or "paper" (224 px), by device.
+        runs: the folder of run folders, ``runs/{dataset}-{preset}`` (under
+            ``runs/fast/`` in fast mode, so the two never mix).
+        limit: items kept in each split (None: all of them).
+        epochs: epochs to train (None: the preset's).
+    """
+
+    fast: bool
+    device: torch.device
+    seed: int
+    dataset: str
+    preset: str
+    runs: Path
+    limit: int | None
+    epochs: int | None
+
+    @property
+    def img_size(self) -> int:
+        return 32 if self.preset == "cpu" else 224
+
+    def data(self, augment: bool = True, **kwargs):
+        """The tutorial's dataset at the preset's image size (see :func:`hhlib.data.get_dataset`)."""
+        kwargs = {"img_size": self.img_size, "limit": self.limit, "augment": augment, **kwargs}
+        return get_dataset(self.dataset, **kwargs)
+
+    def run_dir(self, bits: int) -> Path:
+        return self.runs / f"bits{bits}"
+
+    def trained_model(self, bits: int = 64, data=None, progress: bool = True, on_epoch=None, **overrides):
+        """The model of ``run_dir(bits)``: loaded when it finished before, else trained there.
+
+        A run that was cut short resumes where it stopped. ``overrides`` are
+        TrainConfig fields (``epochs`` defaults to one in fast mode).
+        Returns ``(model, metrics)`` with the model in eval mode on ``device``.
+        """
+        data = data if data is not None else self.data()
+        overrides.setdefault("epochs", self.epochs)
+        model, metrics = train_or_load(
+            data, bits, self.preset, self.run_dir(bits), device=self.device, progress=progress,
+            seed=self.seed, on_epoch=on_epoch, meta={"split_seed": 0, "limit": self.limit}, **overrides,
+        )
+        return model.to(self.device).eval(), metrics
+
+    def __str__(self) -> str:
+        mode = f"fast mode ({self.limit} items per split, {self.epochs} epoch)" if self.fast else "full mode"
+        return f"{mode}; device {self.device}; preset {self.preset}; seed {self.seed}; runs in {self.runs}/"
+
+
+def setup(dataset: str | None = None, seed: int = 0, fast: bool | None = None, device=None,
+          runs: str | os.PathLike = "runs", quiet: bool = False) -> Tutorial:
+    """Read the fast switch, pick the device, seed everything and say so.
+
+    Args:
+        dataset: default ``$HH_DATASET`` or ``"fashion-mnist"`` (offline).
+        seed: seeds Python, NumPy and torch.
+        fast: default ``HH_FAST`` from the environment.
+        device: default CUDA when available, else the CPU.
+        runs: the top folder of run folders.
+        quiet: do not print the settings.
+    """
+    fast = is_fast() if fast is None else fast
+    device = resolve_device(device)
+    dataset = dataset or os.environ.get("HH_DATASET", "fashion-mnist")
+    preset = "paper" if device.type == "cuda" and not fast else "cpu"
+    top = Path(runs) / "fast" if fast else Path(runs)
+    seed_everything(seed)
+    tutorial = Tutorial(fast, device, seed, dataset, preset, top / f"{dataset}-{preset}",
+                        FAST_LIMIT if fast else None, 1 if fast else None)
+    if not quiet:
+        print(tutorial)
+    return tutorial

@@ -1,0 +1,14 @@
+"""Plots for the tutorials, one module per notebook topic; every function returns its Figure.
+
+- :mod:`hhlib.viz.data`: splits and example images.
+- :mod:`hhlib.viz.architecture`: blocks, stages and what was loaded.
+- :mod:`hhlib.viz.training`: the loss and the training curves.
+- :mod:`hhlib.viz.evaluation`: precision-recall and precision@K curves.
+- :mod:`hhlib.viz.codes`: bit statistics, distances and embeddings of codes.
+"""
+
+from hhlib.viz.architecture import *  # noqa: F401,F403
+from hhlib.viz.codes import *  # noqa: F401,F403
+from hhlib.viz.data import *  # noqa: F401,F403
+from hhlib.viz.evaluation import *  # noqa: F401,F403
+from hhlib.viz.training import *  # noqa: F401,F403

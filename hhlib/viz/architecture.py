@@ -1,0 +1,3 @@
+"""Plots: architecture (see hhlib.viz)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Plots: codes (see hhlib.viz)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Plots: data (see hhlib.viz)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Plots: evaluation (see hhlib.viz)."""
+
+__all__: list[str] = []

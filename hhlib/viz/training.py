@@ -1,0 +1,3 @@
+"""Plots: training (see hhlib.viz)."""
+
+__all__: list[str] = []

@@ -1,0 +1,153 @@
+"""Run, clean and check the tutorial notebooks.
+
+    python tools/notebooks.py run [--fast] [--out DIR] [NOTEBOOK ...]
+        Execute notebooks top to bottom (all of notebooks/ by default). With
+        --out, executed copies go there and the sources are untouched; without
+        it, the notebooks are rewritten in place with their new outputs and
+        cleaned, which is how the committed outputs are made (full mode).
+    python tools/notebooks.py clean [NOTEBOOK ...]
+        Drop execution counts and volatile metadata, keep the outputs.
+    python tools/notebooks.py check [NOTEBOOK ...]
+        Exit 1 naming every notebook that is not clean or holds an error output.
+
+The rules that `check` enforces (and tests/test_notebooks.py asserts):
+no execution counts, no cell metadata but nbval's markers and tags, no
+notebook metadata but the kernel spec and language info name, no error
+outputs, no widget state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+KEPT_CELL_METADATA = {"tags"}
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def notebook_paths(names: list[str]) -> list[Path]:
+    paths = [Path(name) for name in names] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        sys.exit(f"no such notebook: {', '.join(missing)}")
+    return paths
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Strip what changes from run to run without teaching anything."""
+    nb.metadata = nbformat.from_dict({
+        "kernelspec": KERNELSPEC,
+        "language_info": {"name": "python"},
+    })
+    for cell in nb.cells:
+        cell.metadata = nbformat.from_dict({k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA})
+        cell.pop("id", None)
+        if cell.cell_type == "code":
+            cell.execution_count = None
+            outputs = []
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output.execution_count = None
+                output.metadata = nbformat.from_dict({})
+                data = output.get("data", {})
+                data.pop("application/vnd.jupyter.widget-view+json", None)
+                if output.output_type in ("display_data", "execute_result") and not data:
+                    continue  # a widget without its state shows nothing
+                outputs.append(output)
+            cell.outputs = outputs
+    nb.nbformat, nb.nbformat_minor = 4, 4
+    return nb
+
+
+def problems(path: Path) -> list[str]:
+    """What keeps a committed notebook from being clean."""
+    nb = nbformat.read(path, as_version=4)
+    found = []
+    if set(nb.metadata) - {"kernelspec", "language_info"}:
+        found.append(f"notebook metadata {sorted(set(nb.metadata) - {'kernelspec', 'language_info'})}")
+    if set(nb.metadata.get("language_info", {})) - {"name"}:
+        found.append("volatile language_info (version, codemirror...)")
+    for number, cell in enumerate(nb.cells, 1):
+        extra = set(cell.metadata) - KEPT_CELL_METADATA
+        if extra:
+            found.append(f"cell {number}: metadata {sorted(extra)}")
+        if cell.cell_type != "code":
+            continue
+        if cell.execution_count is not None:
+            found.append(f"cell {number}: execution count {cell.execution_count}")
+        for output in cell.outputs:
+            if output.output_type == "error":
+                found.append(f"cell {number}: error output {output.ename}: {output.evalue}")
+            if output.get("execution_count") is not None:
+                found.append(f"cell {number}: output execution count")
+            if "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
+                found.append(f"cell {number}: widget state")
+            if output.output_type == "stream" and output.name == "stderr" and "Traceback" in output.text:
+                found.append(f"cell {number}: a traceback in stderr")
+    return found
+
+
+def run(path: Path, out: Path | None, fast: bool, timeout: int) -> float:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    env_fast = os.environ.get("HH_FAST")
+    os.environ["HH_FAST"] = "1" if fast else "0"
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}},
+                       allow_errors=False).execute()
+    finally:
+        if env_fast is None:
+            os.environ.pop("HH_FAST", None)
+        else:
+            os.environ["HH_FAST"] = env_fast
+    seconds = time.perf_counter() - start
+    if out is None:
+        nbformat.write(clean(nb), path)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out / path.name)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="execute notebooks")
+    run_parser.add_argument("--fast", action="store_true", help="HH_FAST=1: tiny splits, one epoch")
+    run_parser.add_argument("--out", type=Path, help="write executed copies here instead of in place")
+    run_parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    for name in ("clean", "check"):
+        commands.add_parser(name).add_argument("notebooks", nargs="*")
+    run_parser.add_argument("notebooks", nargs="*")
+    args = parser.parse_args(argv)
+    paths = notebook_paths(args.notebooks)
+
+    if args.command == "run":
+        for path in paths:
+            print(f"{path.name}: running ({'fast' if args.fast else 'full'} mode)...", flush=True)
+            seconds = run(path, args.out, args.fast, args.timeout)
+            where = args.out / path.name if args.out else path
+            print(f"{path.name}: done in {seconds:.0f} s -> {where}", flush=True)
+    elif args.command == "clean":
+        for path in paths:
+            nbformat.write(clean(nbformat.read(path, as_version=4)), path)
+    else:
+        bad = {path: problems(path) for path in paths}
+        for path, found in bad.items():
+            for problem in found:
+                print(f"{path.relative_to(ROOT) if path.is_absolute() else path}: {problem}")
+        return 1 if any(bad.values()) else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
