@@ -1,7 +1,9 @@
-# hhlib: one virtual environment, three jobs.
-#   make tutorial   set up, then train the CPU preset on Fashion-MNIST, evaluate it and search with it
-#   make test       set up, then run the tests
+# hhlib: one virtual environment, a few jobs.
+#   make tutorial   set up, then execute the six notebooks headless on Fashion-MNIST (copies in runs/notebooks/)
+#   make test       set up, then run the tests and the notebooks in fast mode (nbval)
 #   make lab        set up, then open JupyterLab on notebooks/
+#   make demo       set up, then train, evaluate, encode and search through the command line
+#   make notebooks  re-execute the notebooks in place (full mode) to refresh their committed outputs
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,9 +11,9 @@ PY := $(VENV)/bin/python
 # The tested releases; override e.g. TORCH="torch torchvision" for a newer local build.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
-TUTORIAL := runs/tutorial
+DEMO := runs/fashion-mnist-cpu
 
-.PHONY: setup data tutorial test lab bench clean
+.PHONY: setup data tutorial demo notebooks test lab bench clean
 
 setup: $(VENV)/.installed
 
@@ -30,18 +32,25 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "Fashion-MNIST: not installed system-wide; hhlib will download it (or see data/README.md)"; fi
 
-# --resume: a second `make tutorial` reuses the trained model instead of training again.
+# Notebook 03 trains the CPU preset into runs/fashion-mnist-cpu/bits64 (about 13 minutes on
+# 2 cores); the later notebooks and a second `make tutorial` load it instead of training again.
 tutorial: setup data
-	$(PY) -m hhlib train --dataset fashion-mnist --preset cpu --bits 64 --out $(TUTORIAL) --resume
-	$(PY) -m hhlib evaluate --checkpoint $(TUTORIAL)/bits64/checkpoint.pt
-	$(PY) -m hhlib encode --checkpoint $(TUTORIAL)/bits64/checkpoint.pt --out $(TUTORIAL)/database.npz
-	$(PY) -m hhlib search --index $(TUTORIAL)/database.npz --query 0 -k 10
+	$(PY) tools/notebooks.py run --out runs/notebooks
+
+notebooks: setup data
+	$(PY) tools/notebooks.py run
+
+# --resume: reuses the model the notebooks trained (the same run folder) instead of training again.
+demo: setup data
+	$(PY) -m hhlib train --dataset fashion-mnist --preset cpu --bits 64 --out $(DEMO) --resume
+	$(PY) -m hhlib evaluate --checkpoint $(DEMO)/bits64/checkpoint.pt
+	$(PY) -m hhlib encode --checkpoint $(DEMO)/bits64/checkpoint.pt --out $(DEMO)/database.npz
+	$(PY) -m hhlib search --index $(DEMO)/database.npz --query 0 -k 10
 
 test: setup data
 	$(PY) -m pytest
 
 lab: setup data
-	mkdir -p notebooks
 	$(VENV)/bin/jupyter lab notebooks/
 
 bench: setup

@@ -25,9 +25,19 @@ from hhlib.data import get_dataset
 from hhlib.runs import train_or_load
 from hhlib.train import resolve_device
 
-__all__ = ["Tutorial", "setup", "is_fast", "seed_everything", "FAST_LIMIT"]
+__all__ = ["Tutorial", "setup", "is_fast", "seed_everything", "default_runs", "FAST_LIMIT"]
 
 FAST_LIMIT = 500  # items kept in each split in fast mode
+_CHECKOUT = Path(__file__).resolve().parent.parent  # the repository, when hhlib runs from a checkout
+
+
+def default_runs() -> Path:
+    """``$HH_RUNS``, else ``runs/`` of the checkout (wherever the notebook runs), else ``./runs``."""
+    if os.environ.get("HH_RUNS"):
+        return Path(os.environ["HH_RUNS"]).expanduser()
+    if (_CHECKOUT / "pyproject.toml").is_file():
+        return _CHECKOUT / "runs"
+    return Path.cwd() / "runs"
 
 
 def is_fast() -> bool:
@@ -100,7 +110,7 @@ class Tutorial:
 
 
 def setup(dataset: str | None = None, seed: int = 0, fast: bool | None = None, device=None,
-          runs: str | os.PathLike = "runs", quiet: bool = False) -> Tutorial:
+          runs: str | os.PathLike | None = None, quiet: bool = False) -> Tutorial:
     """Read the fast switch, pick the device, seed everything and say so.
 
     Args:
@@ -108,14 +118,16 @@ def setup(dataset: str | None = None, seed: int = 0, fast: bool | None = None, d
         seed: seeds Python, NumPy and torch.
         fast: default ``HH_FAST`` from the environment.
         device: default CUDA when available, else the CPU.
-        runs: the top folder of run folders.
+        runs: the top folder of run folders (default: :func:`default_runs`),
+            shared with ``python -m hhlib train`` run from the checkout.
         quiet: do not print the settings.
     """
     fast = is_fast() if fast is None else fast
     device = resolve_device(device)
     dataset = dataset or os.environ.get("HH_DATASET", "fashion-mnist")
     preset = "paper" if device.type == "cuda" and not fast else "cpu"
-    top = Path(runs) / "fast" if fast else Path(runs)
+    runs = Path(runs) if runs is not None else default_runs()
+    top = runs / "fast" if fast else runs
     seed_everything(seed)
     tutorial = Tutorial(fast, device, seed, dataset, preset, top / f"{dataset}-{preset}",
                         FAST_LIMIT if fast else None, 1 if fast else None)

@@ -102,7 +102,7 @@ def run(path: Path, out: Path | None, fast: bool, timeout: int) -> float:
     os.environ["HH_FAST"] = "1" if fast else "0"
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}},
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.resolve().parent)}},
                        allow_errors=False).execute()
     finally:
         if env_fast is None:

@@ -1,0 +1,71 @@
+"""The committed notebooks: all six present, clean, and free of errors.
+
+Executing them is nbval's job (``pytest notebooks/``); this checks what is
+committed, with the same rules as ``python tools/notebooks.py check``.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("notebook_tools", ROOT / "tools" / "notebooks.py")
+notebook_tools = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(notebook_tools)
+
+EXPECTED = ["01_data_and_protocols", "02_architecture", "03_training", "04_evaluation",
+            "05_code_visualisation", "06_retrieval_demo"]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_the_six_tutorial_notebooks_are_there():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_clean(path):
+    assert notebook_tools.problems(path) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_starts_with_the_tutorial_setup(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "a title first"
+    first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
+    assert "setup(" in first_code.source, "the first code cell calls hhlib.tutorial.setup()"
+
+
+def dirty_notebook():
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}, "widgets": {"state": {}},
+                                            "language_info": {"name": "python", "version": "3.12.1"}})
+    code = nbformat.v4.new_code_cell("1 / 0", execution_count=3, metadata={"collapsed": True, "tags": ["keep"]})
+    code.outputs = [
+        nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]),
+        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {}}),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=3),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), code]
+    return nb
+
+
+def test_check_names_every_problem(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(dirty_notebook(), path)
+    found = "\n".join(notebook_tools.problems(path))
+    for problem in ("notebook metadata ['widgets']", "volatile language_info", "cell 2: metadata ['collapsed']",
+                    "execution count 3", "error output ZeroDivisionError", "widget state"):
+        assert problem in found
+
+
+def test_clean_strips_volatile_state_and_keeps_outputs(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    nb = notebook_tools.clean(dirty_notebook())
+    nbformat.write(nb, path)
+    cell = nb.cells[1]
+    assert cell.execution_count is None and cell.metadata == {"tags": ["keep"]}
+    assert [o.output_type for o in cell.outputs] == ["error", "execute_result"]  # the widget view is gone
+    assert cell.outputs[1].execution_count is None and cell.outputs[1].data == {"text/plain": "2"}
+    # what is left is exactly the error, which clean() must not hide
+    assert notebook_tools.problems(path) == ["cell 2: error output ZeroDivisionError: division by zero"]

@@ -1,0 +1,74 @@
+"""Run folders (hhlib.runs) and the notebooks' setup (hhlib.tutorial)."""
+
+import json
+
+import pytest
+import torch
+
+import hhlib.runs as runs
+from hhlib.data import get_dataset
+from hhlib.tutorial import FAST_LIMIT, is_fast, setup
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return get_dataset("digits", img_size=32, limit=60)
+
+
+def test_train_or_load_trains_once_then_loads(tmp_path, digits, monkeypatch):
+    run_dir = tmp_path / "bits16"
+    model, metrics = runs.train_or_load(digits, 16, "cpu", run_dir, epochs=1, progress=False)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["bits"] == metrics["bits"] == 16 and saved["epochs"] == 1
+    assert saved["sizes"] == {"train": 60, "query": 60, "database": 60}
+    assert 0 < saved["map"] <= 1 and len(saved["history"]["epochs"]) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must be loaded, not trained again")
+
+    monkeypatch.setattr(runs, "train_run", no_training)
+    loaded, again = runs.train_or_load(digits, 16, "cpu", run_dir)
+    assert again == saved
+    # the best (evaluated) weights come back
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_a_finished_run_on_other_data_is_not_reused(tmp_path, digits):
+    run_dir = tmp_path / "bits16"
+    runs.train_or_load(digits, 16, "cpu", run_dir, epochs=1, progress=False)
+    smaller = get_dataset("digits", img_size=32, limit=30)
+    with pytest.raises(ValueError, match="remove it or choose another folder"):
+        runs.train_or_load(smaller, 16, "cpu", run_dir)
+    with pytest.raises(ValueError, match="with 16 bits, not digits .* with 32 bits"):
+        runs.train_or_load(digits, 32, "cpu", run_dir)
+
+
+def test_load_run_of_an_unfinished_run_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        runs.load_run(tmp_path)
+
+
+def test_data_at_the_wrong_size_is_refused(tmp_path):
+    data = get_dataset("digits", img_size=16, limit=20)
+    with pytest.raises(ValueError, match="the cpu preset takes 32 px images; the data was loaded at 16 px"):
+        runs.train_run(data, 16, "cpu", tmp_path, epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("value, fast", [("1", True), ("yes", True), ("", False), ("0", False), ("False", False)])
+def test_fast_switch(monkeypatch, value, fast):
+    monkeypatch.setenv("HH_FAST", value)
+    assert is_fast() is fast
+
+
+def test_setup_fast_mode_seeds_and_separates_runs(tmp_path, capsys):
+    tut = setup(fast=True, device="cpu", runs=tmp_path, seed=3)
+    first = torch.rand(3)
+    assert "fast mode" in capsys.readouterr().out
+    assert (tut.limit, tut.epochs, tut.preset, tut.img_size) == (FAST_LIMIT, 1, "cpu", 32)
+    assert tut.runs == tmp_path / "fast" / "fashion-mnist-cpu"
+    assert tut.run_dir(48) == tut.runs / "bits48"
+    setup(fast=True, device="cpu", runs=tmp_path, seed=3, quiet=True)
+    assert torch.equal(torch.rand(3), first)
+    full = setup(fast=False, device="cpu", runs=tmp_path, dataset="digits", quiet=True)
+    assert (full.limit, full.epochs, full.runs) == (None, None, tmp_path / "digits-cpu")
