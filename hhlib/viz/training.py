@@ -1,3 +1,350 @@
-"""Plots: training (see hhlib.viz)."""
+"""Plots: the weighted likelihood loss and training curves (see hhlib.viz).
 
-__all__: list[str] = []
+- :func:`plot_pair_loss`: the loss of one pair against theta, similar vs dissimilar.
+- :func:`class_balance_weights` and :func:`plot_class_balance_weights`: the
+  weights S / S1 and S / S0 of DESIGN.md section 2.
+- :func:`code_scale_loss` and :func:`plot_code_scale_loss`: the loss as codes
+  shrink to zero, which shows the saddle at 2 log 2.
+- :func:`plot_training_curves` and :class:`LiveCurves`: loss and mAP per epoch,
+  after training or live during it (``on_epoch=LiveCurves()``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+from hhlib.losses import WeightedLikelihoodLoss, pairwise_likelihood
+from hhlib.train import COLLAPSED_LOSS  # 2 log 2: every code zero, every pair at theta = 0
+
+__all__ = [
+    "PairWeights",
+    "class_balance_weights",
+    "plot_pair_loss",
+    "plot_class_balance_weights",
+    "code_scale_loss",
+    "plot_code_scale_loss",
+    "plot_training_curves",
+    "LiveCurves",
+]
+
+def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """The figure of ``ax``, or a new figure with one axes (not registered with pyplot)."""
+    if ax is not None:
+        return ax.figure, ax
+    figure = Figure(figsize=figsize, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+# -- the loss of one pair -------------------------------------------------------
+
+
+def plot_pair_loss(theta_max: float = 10.0, bits: int | None = None, alpha: float = 0.5,
+                   ax: Axes | None = None) -> Figure:
+    """The negative log-likelihood of one pair against theta, for s = 1 and s = 0.
+
+    ``l = log(1 + e^theta) - s * theta`` (:func:`hhlib.losses.pairwise_likelihood`):
+    a similar pair pays for a small or negative theta, a dissimilar pair for
+    a positive one, and both pay log 2 at theta = 0.
+
+    Args:
+        theta_max: the plot spans theta in [-theta_max, theta_max].
+        bits: when given, dotted lines mark theta = +-alpha * bits, the range
+            that +-1 codes of that length can reach.
+        alpha: the loss's scale of the inner product (0.5 in the paper).
+        ax: draw there instead of in a new figure.
+
+    Returns:
+        The Figure; its axes hold the similar line, then the dissimilar line.
+    """
+    if not theta_max > 0:
+        raise ValueError(f"theta_max must be positive, got {theta_max!r}")
+    figure, ax = _figure_and_axes(ax, (6, 3.5))
+    theta = torch.linspace(-theta_max, theta_max, 401, dtype=torch.float64)  # (401,)
+    for similar, label in ((1.0, "similar pair (s = 1)"), (0.0, "dissimilar pair (s = 0)")):
+        loss = pairwise_likelihood(theta, torch.full_like(theta, similar))
+        ax.plot(theta.numpy(), loss.numpy(), label=label)
+    ax.plot([0], [math.log(2)], "ko")
+    ax.annotate("log 2 at theta = 0", (0, math.log(2)), xytext=(8, 12), textcoords="offset points")
+    if bits is not None:
+        for side in (-1, 1):
+            ax.axvline(side * alpha * bits, color="grey", linestyle=":", linewidth=1)
+        ax.text(alpha * bits, ax.get_ylim()[1] * 0.9, f" alpha*bits = {alpha * bits:g}", color="grey",
+                ha="right" if alpha * bits >= theta_max * 0.8 else "left")
+    ax.set_xlabel("theta = alpha * u_i . U_j")
+    ax.set_ylabel("loss of the pair")
+    ax.set_title("Pairwise likelihood loss")
+    ax.legend()
+    return figure
+
+
+# -- class-balance weights ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairWeights:
+    """The pairs of a batch against the memory bank and their weights.
+
+    Attributes:
+        similar_pairs: S1, pairs that share a class.
+        dissimilar_pairs: S0, the others.
+        positive_weight: S / S1, the weight of each similar pair.
+        negative_weight: S / S0, the weight of each dissimilar pair.
+    """
+
+    similar_pairs: int
+    dissimilar_pairs: int
+    positive_weight: float
+    negative_weight: float
+
+    def __str__(self) -> str:
+        return (f"S1 = {self.similar_pairs:,} similar pairs (weight S/S1 = {self.positive_weight:.3f}), "
+                f"S0 = {self.dissimilar_pairs:,} dissimilar pairs (weight S/S0 = {self.negative_weight:.3f})")
+
+
+def class_balance_weights(batch_labels: Any, bank_labels: Any) -> PairWeights:
+    """The weights WeightedLikelihoodLoss gives a batch against a memory bank of labels.
+
+    Pairs are similar when their 0/1 label vectors share a class. A bank row
+    of zeros (an image not seen yet) is dissimilar to everything, as in the
+    loss. With no pair of one kind, its weight is S (the loss clamps S1 and
+    S0 at 1).
+
+    Args:
+        batch_labels: (B, C) 0/1 label vectors of the batch.
+        bank_labels: (N, C) 0/1 label vectors of the bank.
+
+    Returns:
+        The :class:`PairWeights`.
+    """
+    batch = np.asarray(batch_labels, dtype=np.float64)
+    bank = np.asarray(bank_labels, dtype=np.float64)
+    if batch.ndim != 2 or bank.ndim != 2 or batch.shape[1] != bank.shape[1] or not batch.size or not bank.size:
+        raise ValueError(f"batch_labels (B, C) and bank_labels (N, C) must be non-empty 0/1 matrices with the "
+                         f"same C, got shapes {batch.shape} and {bank.shape}")
+    similar = batch @ bank.T > 0  # (B, N)
+    total = similar.size
+    positives = int(similar.sum())
+    negatives = total - positives
+    return PairWeights(positives, negatives, total / max(positives, 1), total / max(negatives, 1))
+
+
+def plot_class_balance_weights(num_classes: Sequence[int] = tuple(range(2, 101)),
+                               marks: Sequence[int] = (10, 100), ax: Axes | None = None) -> Figure:
+    """S / S1 and S / S0 against the number of balanced, single-label classes.
+
+    With C equally frequent classes a random pair is similar with probability
+    1 / C, so S / S1 = C and S / S0 = C / (C - 1): each similar pair weighs
+    C - 1 times as much as a dissimilar one, and both kinds of pair then
+    contribute equally to the loss.
+
+    Args:
+        num_classes: the values of C drawn (each at least 2).
+        marks: values of C to label on the curves (10: CIFAR-10, Fashion-MNIST).
+        ax: draw there instead of in a new figure.
+
+    Returns:
+        The Figure; its axes hold the S/S1 line, then the S/S0 line.
+    """
+    classes = np.asarray(list(num_classes), dtype=np.float64)
+    if classes.ndim != 1 or not len(classes) or np.any(classes < 2):
+        raise ValueError(f"num_classes must be a non-empty sequence of values >= 2, got {num_classes!r}")
+    figure, ax = _figure_and_axes(ax, (6, 3.5))
+    ax.plot(classes, classes, label="S / S1 (similar pairs)")
+    ax.plot(classes, classes / (classes - 1), label="S / S0 (dissimilar pairs)")
+    for c in marks:
+        ax.plot([c, c], [c, c / (c - 1)], "ko", markersize=4)
+        ax.annotate(f"C = {c}: {c:g} and {c / (c - 1):.3f}", (c, c), xytext=(-6, 4),
+                    textcoords="offset points", ha="right", va="bottom")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_ylim(0.8, classes.max() * 3)  # room for the labels above the S/S1 line
+    ax.set_xlabel("number of balanced classes C")
+    ax.set_ylabel("weight of one pair")
+    ax.set_title("Class-balance weights")
+    ax.legend()
+    return figure
+
+
+# -- the saddle at zero -----------------------------------------------------------
+
+
+def code_scale_loss(codes: Any, labels: Any, scales: Sequence[float], alpha: float = 0.5) -> np.ndarray:
+    """The weighted loss of a set of codes shrunk by each factor in ``scales``.
+
+    Every item is both in the batch and in the memory bank, as at the end of
+    an epoch: ``WeightedLikelihoodLoss(t * codes, labels)`` for each t. At
+    t = 0 every code is zero and the loss is 2 log 2 whatever the labels.
+
+    Args:
+        codes: (N, bits) codes, -1/+1 or relaxed.
+        labels: (N, C) 0/1 label vectors.
+        scales: the factors t.
+        alpha: the loss's scale of the inner product.
+
+    Returns:
+        float64 (len(scales),) losses.
+    """
+    u = torch.as_tensor(np.asarray(codes), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
+    if u.ndim != 2 or y.ndim != 2 or len(u) != len(y) or not len(u):
+        raise ValueError(f"codes (N, bits) and labels (N, C) must be non-empty with the same N, "
+                         f"got shapes {tuple(u.shape)} and {tuple(y.shape)}")
+    index = torch.arange(len(u))
+    losses = []
+    for scale in scales:
+        criterion = WeightedLikelihoodLoss(len(u), y.shape[1], u.shape[1], alpha=alpha)
+        with torch.no_grad():
+            losses.append(float(criterion(float(scale) * u, y, index)))
+    return np.array(losses)
+
+
+def plot_code_scale_loss(codes: Mapping[str, Any], labels: Any, scales: Sequence[float] | None = None,
+                         alpha: float = 0.5, ax: Axes | None = None) -> Figure:
+    """The loss along the line from all-zero codes (t = 0) to each set of codes (t = 1).
+
+    All curves start at 2 log 2 with zero slope: the all-zero point is a
+    stationary point. Codes that follow the classes lead down from it,
+    random codes lead up, so it is a saddle, not a minimum.
+
+    Args:
+        codes: name -> (N, bits) codes of the same N items.
+        labels: (N, C) 0/1 label vectors of those items.
+        scales: the factors t (default 0..1 in 41 steps).
+        alpha: the loss's scale of the inner product.
+        ax: draw there instead of in a new figure.
+
+    Returns:
+        The Figure; one line per entry of ``codes``, in order, then the 2 log 2 line.
+    """
+    if not codes:
+        raise ValueError("codes must name at least one set of codes")
+    scales = np.linspace(0.0, 1.0, 41) if scales is None else np.asarray(scales, dtype=np.float64)
+    figure, ax = _figure_and_axes(ax, (6, 3.5))
+    for name, values in codes.items():
+        ax.plot(scales, code_scale_loss(values, labels, scales, alpha), label=name)
+    ax.axhline(COLLAPSED_LOSS, color="grey", linestyle="--", linewidth=1, label="2 log 2 (all codes zero)")
+    ax.set_xlabel("scale t of the codes (t = 0: every code is zero)")
+    ax.set_ylabel("weighted loss")
+    ax.set_title("The loss along a line through zero")
+    ax.legend()
+    return figure
+
+
+# -- training curves --------------------------------------------------------------
+
+
+def _history_lists(history: Any) -> tuple[list[dict], list[dict]]:
+    """(epochs, evals) of a :class:`hhlib.train.History` or of its dict (``metrics["history"]``)."""
+    if isinstance(history, Mapping):
+        epochs, evals = history.get("epochs"), history.get("evals")
+    else:
+        epochs, evals = getattr(history, "epochs", None), getattr(history, "evals", None)
+    if epochs is None or evals is None:
+        raise ValueError("history must be a hhlib.train.History or a dict with 'epochs' and 'evals' lists")
+    return list(epochs), list(evals)
+
+
+def _draw_curves(history: Any, loss_ax: Axes, map_ax: Axes) -> None:
+    epochs, evals = _history_lists(history)
+    loss_ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], "o-", markersize=3, label="loss")
+    loss_ax.axhline(COLLAPSED_LOSS, color="grey", linestyle="--", linewidth=1, label="2 log 2 (collapsed)")
+    loss_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    map_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("mean training loss")
+    loss_ax.set_title("Training loss")
+    loss_ax.legend()
+    map_ax.plot([e["epoch"] for e in evals], [e["map"] for e in evals], "s-", color="C2", label="mAP")
+    for e in evals:
+        map_ax.annotate(f"{e['map']:.3f}", (e["epoch"], e["map"]), xytext=(0, 6), textcoords="offset points",
+                        ha="center")
+    last_epoch = max([e["epoch"] for e in epochs] + [e["epoch"] for e in evals] + [1])
+    map_ax.set_xlim(0.5, last_epoch + 0.5)
+    map_ax.set_ylim(0, 1)
+    map_ax.set_xlabel("epoch")
+    map_ax.set_ylabel("mAP (query vs database)")
+    map_ax.set_title("Retrieval mAP" if evals else "Retrieval mAP (not evaluated yet)")
+
+
+def plot_training_curves(history: Any, axes: tuple[Axes, Axes] | None = None) -> Figure:
+    """The mean loss of each epoch and the mAP of each evaluation.
+
+    Args:
+        history: a :class:`hhlib.train.History`, or its dict as stored in a
+            run's ``metrics["history"]`` and in a checkpoint.
+        axes: (loss axes, mAP axes) to draw in; default a new figure.
+
+    Returns:
+        The Figure: the loss (with the collapsed value 2 log 2 dashed) and
+        the mAP per evaluated epoch.
+    """
+    if axes is None:
+        figure = Figure(figsize=(10, 3.5), layout="constrained")
+        axes = tuple(figure.subplots(1, 2))
+    _draw_curves(history, *axes)
+    return axes[0].figure
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (not in a terminal IPython, not in plain Python)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class LiveCurves:
+    """An ``on_epoch`` callback that redraws the training curves in place.
+
+    ``tut.trained_model(64, data, on_epoch=LiveCurves())`` or
+    ``fit(..., on_epoch=LiveCurves())``: after every epoch the figure of
+    :func:`plot_training_curves` is redrawn and, in a notebook, the one
+    output it was first shown in is updated (an IPython display handle), so
+    the cell shows one figure that grows. Outside a notebook nothing is
+    displayed; the figure is still kept up to date in :attr:`figure`.
+
+    Args:
+        title: a title above both panels.
+
+    Attributes:
+        figure: the Figure redrawn at every call.
+        calls: how many epochs it has been called for.
+    """
+
+    def __init__(self, title: str | None = None) -> None:
+        self.title = title
+        self.figure = Figure(figsize=(10, 3.5), layout="constrained")
+        self._axes = tuple(self.figure.subplots(1, 2))
+        self._handle = None
+        self.calls = 0
+
+    def __call__(self, history: Any) -> None:
+        for ax in self._axes:
+            ax.clear()
+        _draw_curves(history, *self._axes)
+        if self.title:
+            self.figure.suptitle(self.title)
+        self.calls += 1
+        if _in_notebook():
+            self._show()
+
+    def _show(self) -> None:
+        from IPython.display import display
+
+        if self._handle is None:
+            self._handle = display(self.figure, display_id=True)
+        else:
+            self._handle.update(self.figure)
