@@ -1,0 +1,199 @@
+"""hhlib.widgets: drive the retrieval explorer as a user would, without a browser.
+
+A freshly initialised CPU-preset HybridHash at 16 px on 60 items per split
+of the digits dataset: its codes mean nothing, but every relation the
+explorer promises (k results, distances within the radius, relevance from
+the labels, the upload path) can be checked against a brute-force answer.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import io  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from hhlib.data import get_dataset  # noqa: E402
+from hhlib.hamming import hamming_distances  # noqa: E402
+from hhlib.index import HammingIndex  # noqa: E402
+from hhlib.model import HybridHash, HybridHashConfig  # noqa: E402
+from hhlib.train import encode  # noqa: E402
+from hhlib.widgets import (  # noqa: E402
+    UPLOAD,
+    QUERY_SET,
+    RetrievalExplorer,
+    database_index,
+    plot_search_result,
+    retrieval_explorer,
+    upload_entry,
+)
+
+BITS = 16
+
+
+@pytest.fixture(scope="module")
+def data():
+    return get_dataset("digits", img_size=16, limit=60)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return HybridHash(HybridHashConfig.cpu(bits=BITS, img_size=16)).eval()
+
+
+@pytest.fixture(scope="module")
+def database_codes(model, data):
+    return encode(model, data.database, progress=False)
+
+
+@pytest.fixture(scope="module")
+def index(database_codes):
+    index = HammingIndex(BITS)
+    index.add(database_codes)
+    return index
+
+
+@pytest.fixture
+def explorer(model, data, index):
+    return retrieval_explorer(model, data, index, k=5, max_k=60)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def expected_neighbours(query_code, database_codes, k, radius):
+    """Brute force: ids by (distance, id), the first k, those within the radius."""
+    distances = hamming_distances(query_code[None], database_codes)[0].astype(int)
+    order = np.lexsort((np.arange(len(distances)), distances))[:k]
+    return order[distances[order] <= radius], distances[order][distances[order] <= radius]
+
+
+def test_first_search_shows_k_results(explorer):
+    result = explorer.last_result
+    assert result is not None and result.query == f"query 0 ({explorer.data.class_names[result.query_label.argmax()]})"
+    assert len(result.ids) == 5 and result.k == 5 and result.radius == BITS
+    assert bytes(explorer.result_image.value).startswith(b"\x89PNG")
+    assert len(explorer.last_figure.axes[1].texts) == 5  # one caption per result
+    assert "5 of the 5 nearest" in explorer.status.value
+
+
+def test_changing_k_changes_the_number_of_results(explorer):
+    explorer.k_slider.value = 12  # live: the change searches again
+    assert len(explorer.last_result.ids) == 12
+    explorer.k_slider.value = 3
+    assert len(explorer.last_result.ids) == 3
+    assert len(explorer.last_figure.axes[1].texts) == 3
+
+
+def test_without_live_updates_only_the_button_searches(model, data, index):
+    explorer = retrieval_explorer(model, data, index, k=4, live=False)
+    explorer.k_slider.value = 9
+    assert len(explorer.last_result.ids) == 4
+    explorer.search_button.click()
+    assert len(explorer.last_result.ids) == 9
+
+
+def test_results_are_the_nearest_codes_within_the_radius(explorer, model, data, database_codes):
+    explorer.k_slider.value = 20
+    for query in (3, 17):
+        explorer.query_slider.value = query
+        code = explorer.last_result.query_code
+        with torch.no_grad():
+            np.testing.assert_array_equal(code, model.encode(data.query[query][0][None])[0].numpy())
+        for radius in (BITS, 5, 0):
+            explorer.radius_slider.value = radius
+            result = explorer.last_result
+            ids, distances = expected_neighbours(code, database_codes, 20, radius)
+            np.testing.assert_array_equal(result.ids, ids)
+            np.testing.assert_array_equal(result.distances, distances)
+            assert np.all(result.distances <= radius)
+            assert f"within Hamming radius {radius}" in explorer.status.value
+    explorer.radius_slider.value = BITS
+    assert len(explorer.last_result.ids) == 20
+
+
+def test_relevance_and_precision_follow_the_labels(explorer, data):
+    explorer.k_slider.value = 30
+    explorer.query_slider.value = 11
+    result = explorer.last_result
+    query_class = data.query.labels[11].argmax()
+    np.testing.assert_array_equal(result.relevant, data.database.labels[result.ids].argmax(1) == query_class)
+    assert result.precision == pytest.approx(result.relevant.mean())
+    assert f"precision {result.precision:.2f}" in explorer.status.value
+    captions = [text.get_text().split("\n")[1] for text in explorer.last_figure.axes[1].texts]
+    assert captions == [data.class_names[c] for c in data.database.labels[result.ids].argmax(1)]
+
+
+def test_an_uploaded_image_is_searched_like_the_query_item(explorer, data):
+    explorer.query_slider.value = 7
+    from_split = explorer.last_result
+    explorer.upload.value = (upload_entry(png_bytes(data.query.raw_image(7)), "seven.png"),)
+    assert explorer.source.value == UPLOAD
+    result = explorer.last_result
+    assert result.query == "upload seven.png"
+    np.testing.assert_array_equal(result.query_code, from_split.query_code)  # PNG is lossless
+    np.testing.assert_array_equal(result.ids, from_split.ids)
+    assert result.relevant is None and result.precision is None  # its class is unknown
+    assert "relevance unknown" in explorer.status.value
+    explorer.upload_class.value = data.class_names[int(data.query.labels[7].argmax())]
+    np.testing.assert_array_equal(explorer.last_result.relevant, from_split.relevant)
+    explorer.query_slider.value = 8  # moving the slider goes back to the query set
+    assert explorer.source.value == QUERY_SET and explorer.last_result.query.startswith("query 8")
+
+
+def test_a_bad_upload_gives_a_message_not_an_exception(explorer):
+    explorer.source.value = UPLOAD
+    assert explorer.last_result is None and "no image uploaded yet" in explorer.status.value
+    explorer.upload.value = (upload_entry(b"this is not an image", "notes.txt", "text/plain"),)
+    assert explorer.last_result is None
+    assert "could not read &#x27;notes.txt&#x27; as an image" in explorer.status.value
+    assert bytes(explorer.result_image.value) == b""
+    explorer.search_button.click()  # still no exception
+    assert explorer.last_result is None
+
+
+def test_database_index_is_saved_reused_and_checked(tmp_path, model, data, database_codes):
+    path = tmp_path / "database.npz"
+    index = database_index(model, data, path, progress=False)
+    assert path.is_file() and len(index) == len(data.database)
+    np.testing.assert_array_equal(index.codes, np.packbits(database_codes > 0, axis=1))
+    assert index.metadata["labels"] == data.database.labels.argmax(1).tolist()
+    assert len(database_index(model, data, path, progress=False)) == len(data.database)
+    explorer = retrieval_explorer(model, data, path, k=3)
+    assert len(explorer.last_result.ids) == 3
+    torch.manual_seed(1)
+    other = HybridHash(HybridHashConfig.cpu(bits=BITS, img_size=16)).eval()
+    with pytest.raises(ValueError, match="another model"):
+        database_index(other, data, path)
+    short = HammingIndex(BITS)
+    short.add(database_codes[:10])
+    short.save(tmp_path / "short.npz")
+    with pytest.raises(ValueError, match="10 codes"):
+        database_index(model, data, tmp_path / "short.npz")
+
+
+def test_bad_settings_are_refused(model, data, index, database_codes):
+    wide = HammingIndex(32)
+    wide.add(np.concatenate([database_codes, database_codes], axis=1))
+    with pytest.raises(ValueError, match="32-bit"):
+        RetrievalExplorer(model, data, wide)
+    with pytest.raises(ValueError, match="k must"):
+        RetrievalExplorer(model, data, index, k=0)
+    with pytest.raises(ValueError, match="radius"):
+        RetrievalExplorer(model, data, index, radius=BITS + 1)
+
+
+def test_plot_search_result_draws_the_result(explorer, data):
+    result = explorer.last_result
+    fig = plot_search_result(result, data, columns=2)
+    assert len(fig.axes[1].texts) == len(result.ids)
+    assert fig.axes[1].texts[0].get_text().startswith(f"1. d={result.distances[0]}")
+    assert f"precision {result.precision:.2f}" in fig._suptitle.get_text()
