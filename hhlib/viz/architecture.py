@@ -1,3 +1,307 @@
-"""Plots: architecture (see hhlib.viz)."""
+"""Plots: blocks, feature maps, stage costs and what a weight loader filled (notebook 02).
 
-__all__: list[str] = []
+Every plot function returns its matplotlib Figure.
+
+- :func:`plot_blocks`: the blocks of every level drawn over an image.
+- :func:`plot_blockify`: what :func:`hhlib.model.blockify` does to a map,
+  and that :func:`~hhlib.model.deblockify` undoes it.
+- :func:`plot_feature_maps`: channel norms of (C, H, W) maps side by side,
+  e.g. the local and global branches of an interaction module.
+- :func:`plot_stage_costs`: parameters and FLOPs per stage (rows of
+  :func:`hhlib.summary.stage_summary`), for one or several models.
+- :func:`plot_load_report`: loaded vs fresh parameters per group (rows of
+  :func:`hhlib.summary.load_report_by_stage`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FormatStrFormatter
+
+from hhlib.model import HybridHashConfig, blockify, deblockify
+from hhlib.summary import LoadRow, StageRow
+
+__all__ = [
+    "plot_blocks",
+    "plot_blockify",
+    "channel_norm",
+    "plot_feature_maps",
+    "plot_stage_costs",
+    "plot_load_report",
+]
+
+LOADED_COLOR, FRESH_COLOR = "tab:green", "tab:orange"
+
+
+def _as_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(H, W, 3) or (H, W) array for imshow, from an array or a (3, H, W) tensor."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        image = image.permute(1, 2, 0).numpy() if image.ndim == 3 and image.shape[0] in (1, 3) else image.numpy()
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (3, H, W) image, got shape {image.shape}")
+    return image
+
+
+def plot_blocks(image: np.ndarray | torch.Tensor, config: HybridHashConfig,
+                axes: Sequence[Axes] | None = None, numbers: bool = True) -> Figure:
+    """The blocks of every level of a HybridHash, drawn over an image.
+
+    Level i sees a map of side ``G / 2**i`` tokens (G = img_size /
+    patch_size), cut into square blocks of b x b tokens; attention runs
+    inside each block only. Thick lines are block borders, thin ones token
+    borders (drawn where tokens are at least 4 px wide); blocks are numbered
+    in the order :func:`~hhlib.model.blockify` lays them out.
+
+    Args:
+        image: any (H, W, 3) / (H, W) / (3, H, W) image; it is stretched to
+            the model's ``img_size`` x ``img_size`` input.
+        config: the model configuration.
+        axes: one axis per level; a new 1 x levels figure when None.
+        numbers: write block numbers.
+
+    Returns:
+        The Figure.
+    """
+    picture = _as_image(image)
+    size, b = config.img_size, config.block_size
+    if axes is None:
+        fig, axes = plt.subplots(1, config.num_levels, figsize=(3.6 * config.num_levels, 3.8), squeeze=False)
+        axes = axes[0]
+    elif len(axes) != config.num_levels:
+        raise ValueError(f"need {config.num_levels} axes, one per level, got {len(axes)}")
+    for level, ax in enumerate(axes):
+        token_px = config.patch_size * 2**level  # a token of level i covers this many pixels
+        block_px = b * token_px
+        side = size // block_px  # blocks per side
+        ax.imshow(picture, extent=(0, size, size, 0), cmap="gray" if picture.ndim == 2 else None,
+                  interpolation="nearest")
+        if token_px >= 4 * size / 224:
+            for t in range(1, size // token_px):
+                ax.axhline(t * token_px, color="white", linewidth=0.3, alpha=0.6)
+                ax.axvline(t * token_px, color="white", linewidth=0.3, alpha=0.6)
+        for k in range(1, side):
+            ax.axhline(k * block_px, color="tab:red", linewidth=2)
+            ax.axvline(k * block_px, color="tab:red", linewidth=2)
+        if numbers:
+            for row in range(side):
+                for col in range(side):
+                    ax.text((col + 0.5) * block_px, (row + 0.5) * block_px, str(row * side + col), color="yellow",
+                            ha="center", va="center", fontsize=9, fontweight="bold")
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"level {level}: {side * side} block{'s' if side > 1 else ''} of {b}x{b} tokens\n"
+                     f"token = {token_px}x{token_px} px, block = {block_px}x{block_px} px", fontsize=9)
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
+
+
+def plot_blockify(image: np.ndarray | torch.Tensor, block_size: int) -> Figure:
+    """Blockify an image's pixels as if they were tokens, then deblockify them back.
+
+    Three panels: the (H, W) map with its blocks numbered; blockify's
+    (T, N) output drawn as one row per block (each row is one sequence the
+    block attention sees); and deblockify's result, which is the map again.
+
+    Args:
+        image: (H, W, 3) / (H, W) / (3, H, W); H = W, divisible by ``block_size``.
+        block_size: side b of a block, in pixels here (tokens in the model).
+
+    Returns:
+        The Figure.
+    """
+    picture = _as_image(image)
+    height, width = picture.shape[:2]
+    if height != width or height % block_size:
+        raise ValueError(f"need a square image whose side is divisible by {block_size}, got {height}x{width}")
+    grid = torch.from_numpy(np.ascontiguousarray(picture.reshape(height, width, -1)))[None]  # (1, H, W, C)
+    blocks = blockify(grid, block_size)  # (1, T, N, C)
+    back = deblockify(blocks, block_size)  # (1, H, W, C)
+    num_blocks, tokens = blocks.shape[1:3]
+    side = height // block_size
+    grey = picture.ndim == 2
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2.2, 1]})
+    left.imshow(picture, cmap="gray" if grey else None, interpolation="nearest")
+    for k in range(1, side):
+        left.axhline(k * block_size - 0.5, color="tab:red", linewidth=1.5)
+        left.axvline(k * block_size - 0.5, color="tab:red", linewidth=1.5)
+    for row in range(side):
+        for col in range(side):
+            left.text((col + 0.5) * block_size - 0.5, (row + 0.5) * block_size - 0.5, str(row * side + col),
+                      color="yellow", ha="center", va="center", fontsize=8, fontweight="bold")
+    left.set_title(f"map (H, W) = ({height}, {width}), blocks of {block_size}x{block_size}", fontsize=9)
+    strip = blocks[0].numpy()  # (T, N, C)
+    middle.imshow(strip[..., 0] if grey else strip, cmap="gray" if grey else None, aspect="auto",
+                  interpolation="nearest")
+    middle.set_yticks(range(num_blocks), [str(t) for t in range(num_blocks)], fontsize=7)
+    middle.set_ylabel("block t")
+    middle.set_xlabel("token n within the block (row by row)")
+    middle.set_title(f"blockify: (T, N) = ({num_blocks}, {tokens}), one sequence per row", fontsize=9)
+    restored = back[0].numpy()
+    right.imshow(restored[..., 0] if grey else restored, cmap="gray" if grey else None, interpolation="nearest")
+    same = bool(torch.equal(back, grid))
+    right.set_title(f"deblockify: the map again ({'identical' if same else 'DIFFERENT'})", fontsize=9)
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def channel_norm(feature_map: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(C, H, W) or (1, C, H, W) -> (H, W): the Euclidean norm over channels at each position."""
+    values = feature_map.detach().cpu().float().numpy() if isinstance(feature_map, torch.Tensor) \
+        else np.asarray(feature_map, dtype=np.float64)
+    if values.ndim == 4 and values.shape[0] == 1:
+        values = values[0]
+    if values.ndim != 3:
+        raise ValueError(f"expected a (C, H, W) map (or a batch of one), got shape {values.shape}")
+    return np.sqrt((values.astype(np.float64) ** 2).sum(axis=0))
+
+
+def plot_feature_maps(maps: Mapping[str, np.ndarray | torch.Tensor], axes: Sequence[Axes] | None = None,
+                      cmap: str = "viridis") -> Figure:
+    """Feature maps side by side, each shown as its channel norm (:func:`channel_norm`).
+
+    Each panel has its own colour scale and its (C, H, W) shape in the title.
+
+    Args:
+        maps: title -> (C, H, W) map (or a batch of one).
+        axes: one axis per map; a new 1 x len(maps) figure when None.
+        cmap: the colour map.
+
+    Returns:
+        The Figure.
+    """
+    if not maps:
+        raise ValueError("no maps to draw")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.4), squeeze=False)
+        axes = axes[0]
+    elif len(axes) != len(maps):
+        raise ValueError(f"need {len(maps)} axes, got {len(axes)}")
+    for ax, (title, feature_map) in zip(axes, maps.items()):
+        norm = channel_norm(feature_map)
+        shape = tuple(feature_map.shape[-3:])
+        image = ax.imshow(norm, cmap=cmap, interpolation="nearest")
+        colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+        colorbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))  # no offset text over the title
+        ax.set_title(f"{title}\n{shape}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
+
+
+def _merged_stage_order(models: Mapping[str, Sequence]) -> list[str]:
+    """Stage names of several models in one order that keeps each model's order.
+
+    A stage only one model has goes right before that model's next stage
+    already placed (after the stages of earlier models at the same place).
+    """
+    order: list[str] = []
+    for rows in models.values():
+        stages = [row.stage for row in rows]
+        for i, stage in enumerate(stages):
+            if stage in order:
+                continue
+            following = next((s for s in stages[i + 1:] if s in order), None)
+            order.insert(len(order) if following is None else order.index(following), stage)
+    return order
+
+
+def plot_stage_costs(rows: Sequence[StageRow] | Mapping[str, Sequence[StageRow]],
+                     axes: Sequence[Axes] | None = None) -> Figure:
+    """Parameters (millions) and GFLOPs per stage, as two horizontal bar charts.
+
+    Args:
+        rows: :func:`hhlib.summary.stage_summary` rows of one model, or
+            model name -> rows to compare several (grouped bars; stages are
+            matched by name).
+        axes: two axes (parameters, FLOPs); a new 1 x 2 figure when None.
+
+    Returns:
+        The Figure.
+    """
+    models = dict(rows) if isinstance(rows, Mapping) else {"": list(rows)}
+    if not models or not any(models.values()):
+        raise ValueError("no stage rows to draw")
+    stages = _merged_stage_order(models)
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(stages) * max(1, len(models) / 1.5) + 1.2),
+                                 sharey=True)
+    elif len(axes) != 2:
+        raise ValueError(f"need 2 axes (parameters, FLOPs), got {len(axes)}")
+    height = 0.8 / len(models)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for m, (name, model_rows) in enumerate(models.items()):
+        by_stage = {row.stage: row for row in model_rows}
+        positions = [i - 0.4 + height * (m + 0.5) for i, stage in enumerate(stages) if stage in by_stage]
+        present = [by_stage[stage] for stage in stages if stage in by_stage]
+        label = name or None
+        axes[0].barh(positions, [r.parameters / 1e6 for r in present], height=height, color=colors[m % 10],
+                     label=label)
+        axes[1].barh(positions, [r.gflops for r in present], height=height, color=colors[m % 10], label=label)
+    axes[0].set_yticks(range(len(stages)), stages)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("parameters (millions)")
+    axes[1].set_xlabel("GFLOPs per image")
+    totals = ", ".join(f"{name + ': ' if name else ''}{sum(r.parameters for r in rs) / 1e6:.1f} M, "
+                       f"{sum(r.flops for r in rs) / 1e9:.1f} GFLOPs" for name, rs in models.items())
+    axes[0].figure.suptitle(totals, fontsize=10)
+    if len(models) > 1:
+        axes[1].legend(loc="lower right")
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
+
+
+def plot_load_report(rows: Sequence[LoadRow], ax: Axes | None = None) -> Figure:
+    """Loaded vs freshly initialised parameters per group, as stacked horizontal bars.
+
+    Args:
+        rows: :func:`hhlib.summary.load_report_by_stage` rows.
+        ax: where to draw; a new figure when None.
+
+    Returns:
+        The Figure; each bar is annotated with its tensor counts.
+    """
+    if not rows:
+        raise ValueError("no rows to draw")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.2))
+    loaded = np.array([r.loaded_parameters for r in rows]) / 1e6
+    fresh = np.array([r.missing_parameters for r in rows]) / 1e6
+    positions = np.arange(len(rows))
+    ax.barh(positions, loaded, color=LOADED_COLOR)
+    ax.barh(positions, fresh, left=loaded, color=FRESH_COLOR)
+    # A log scale would hide the small groups less, but bars of 0 cannot be drawn on it.
+    for y, row, end in zip(positions, rows, loaded + fresh):
+        ax.text(end, y, f"  {row.loaded_tensors} loaded / {row.missing_tensors} fresh tensors", va="center",
+                fontsize=8)
+    ax.set_yticks(positions, [r.stage for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("parameters (millions)")
+    ax.set_xlim(0, max(float((loaded + fresh).max()), 1e-6) * 1.45)
+    ax.legend(handles=[Patch(color=LOADED_COLOR, label="loaded"), Patch(color=FRESH_COLOR, label="fresh (own init)")],
+              loc="lower right")
+    total_loaded, total = loaded.sum(), loaded.sum() + fresh.sum()
+    ax.set_title(f"{total_loaded:.1f} M of {total:.1f} M parameters loaded "
+                 f"({100 * total_loaded / total:.0f}%)" if total else "nothing to load", fontsize=10)
+    fig = ax.figure
+    fig.tight_layout()
+    return fig
