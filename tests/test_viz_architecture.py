@@ -114,3 +114,12 @@ def test_load_report_bars_stack_loaded_and_fresh_parameters():
     assert any("1 loaded / 3 fresh" in t.get_text() for t in ax.texts)
     with pytest.raises(ValueError):
         plot_load_report([])
+
+
+def test_feature_map_colour_bars_tell_min_and_max_apart():
+    nearly_flat = np.full((1, 2, 2), 0.0088)
+    nearly_flat[0, 0, 0] += 1e-9
+    fig = plot_feature_maps({"flat": nearly_flat})
+    colour_bar = fig.axes[1]
+    labels = [t.get_text() for t in colour_bar.get_yticklabels()]
+    assert len(labels) == 2 and labels[0] != labels[1]

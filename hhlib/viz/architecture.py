@@ -23,7 +23,6 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FormatStrFormatter
 
 from hhlib.model import HybridHashConfig, blockify, deblockify
 from hhlib.summary import LoadRow, StageRow
@@ -172,11 +171,21 @@ def channel_norm(feature_map: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.sqrt((values.astype(np.float64) ** 2).sum(axis=0))
 
 
+def _distinct(value: float, other: float) -> str:
+    """``value`` with the fewest significant digits (3 to 10) that tell it from ``other``."""
+    for digits in range(3, 11):
+        text = f"{value:.{digits}g}"
+        if text != f"{other:.{digits}g}":
+            return text
+    return f"{value:.3g}"
+
+
 def plot_feature_maps(maps: Mapping[str, np.ndarray | torch.Tensor], axes: Sequence[Axes] | None = None,
                       cmap: str = "viridis") -> Figure:
     """Feature maps side by side, each shown as its channel norm (:func:`channel_norm`).
 
-    Each panel has its own colour scale and its (C, H, W) shape in the title.
+    Each panel has its own colour scale, labelled at its minimum and maximum,
+    and its (C, H, W) shape in the title.
 
     Args:
         maps: title -> (C, H, W) map (or a batch of one).
@@ -198,7 +207,10 @@ def plot_feature_maps(maps: Mapping[str, np.ndarray | torch.Tensor], axes: Seque
         shape = tuple(feature_map.shape[-3:])
         image = ax.imshow(norm, cmap=cmap, interpolation="nearest")
         colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-        colorbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))  # no offset text over the title
+        # Only the extremes, with as many digits as it takes to tell them apart: a
+        # nearly constant map (an untrained global branch) gets no misleading scale.
+        low, high = float(norm.min()), float(norm.max())
+        colorbar.set_ticks([low, high], labels=[_distinct(low, high), _distinct(high, low)])
         ax.set_title(f"{title}\n{shape}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -80,7 +80,8 @@ def plot_ranking(distances: np.ndarray, relevant: np.ndarray, ax: Axes | None = 
         distances: (N,) Hamming distances of the database items to the query.
         relevant: (N,) booleans, True where an item shares a label with the query.
         ax: where to draw; a new figure when None.
-        labels: optional (N,) names of the items, written above the squares.
+        labels: optional (N,) names of the items, written above the squares (a newline
+            in a name makes two short lines).
 
     Returns:
         The Figure.
@@ -91,7 +92,7 @@ def plot_ranking(distances: np.ndarray, relevant: np.ndarray, ax: Axes | None = 
     if labels is not None and len(labels) != len(distances):
         raise ValueError(f"{len(labels)} labels for {len(distances)} items")
     order = ranking_order(distances)
-    fig, ax = _axes(ax, (max(4.0, 0.7 * len(order)), 1.9))
+    fig, ax = _axes(ax, (max(4.0, (0.95 if labels is not None else 0.7) * len(order)), 2.1))
     hits = 0
     precisions = []
     for rank, item in enumerate(order, start=1):
@@ -105,7 +106,7 @@ def plot_ranking(distances: np.ndarray, relevant: np.ndarray, ax: Axes | None = 
             ax.text(rank - 0.55, -0.15, f"{hits}/{rank}", ha="center", va="top", fontsize=9)
     ap = float(np.mean(precisions)) if precisions else 0.0
     ax.set_xlim(-0.2, len(order) + 0.1)
-    ax.set_ylim(-0.7, 1.5 if labels is not None else 1.1)
+    ax.set_ylim(-0.7, 1.6 if labels is not None else 1.1)
     ax.set_xticks(np.arange(len(order)) + 0.45, [str(r) for r in range(1, len(order) + 1)])
     ax.set_xlabel("rank (number in a square: Hamming distance; below: precision at each relevant item)")
     ax.set_yticks([])
