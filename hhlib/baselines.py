@@ -27,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import torch
+from threadpoolctl import threadpool_limits
 
 __all__ = ["LinearHash", "random_codes", "fit_lsh", "fit_pcah", "split_pixels"]
 
@@ -83,9 +85,10 @@ class LinearHash:
             raise ValueError(f"{self.name} was fitted on {len(self.mean)} pixel values per image, "
                              f"got {pixels.shape[1]}")
         codes = np.empty((len(pixels), self.bits), np.int8)
-        for start in range(0, len(pixels), batch_size):
-            chunk = pixels[start : start + batch_size].astype(np.float64) - self.mean  # (n, D)
-            codes[start : start + batch_size] = _signs(chunk @ self.projection)
+        with threadpool_limits(limits=1, user_api="blas"):  # see fit_pcah
+            for start in range(0, len(pixels), batch_size):
+                chunk = pixels[start : start + batch_size].astype(np.float64) - self.mean  # (n, D)
+                codes[start : start + batch_size] = _signs(chunk @ self.projection)
         return codes
 
 
@@ -149,8 +152,14 @@ def fit_pcah(train_pixels: np.ndarray, bits: int) -> LinearHash:
         raise ValueError(f"PCA hashing needs bits <= min(N, D) = {min(train_pixels.shape)}, got {bits}")
     mean = train_pixels.mean(axis=0, dtype=np.float64)
     centred = train_pixels.astype(np.float64) - mean  # (N, D)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)  # rows: directions by variance
-    return LinearHash("PCAH", mean, components[:bits].T.copy())  # (D, bits)
+    # One BLAS thread: these matrices are too small to gain from more, and on a busy machine
+    # spinning BLAS threads made this 40 times slower (18 s instead of 0.4 s).
+    with threadpool_limits(limits=1, user_api="blas"):
+        scatter = centred.T @ centred  # (D, D), the covariance times N
+        dim = scatter.shape[0]
+        # only the top `bits` eigenvectors: much cheaper than a full SVD of the (N, D) pixels
+        _, vectors = scipy.linalg.eigh(scatter, subset_by_index=[dim - bits, dim - 1])  # ascending eigenvalues
+    return LinearHash("PCAH", mean, np.ascontiguousarray(vectors[:, ::-1]))  # (D, bits), largest first
 
 
 def split_pixels(split, grey: bool = False) -> np.ndarray:

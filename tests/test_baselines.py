@@ -118,12 +118,16 @@ def test_split_pixels_reads_raw_images_flattened_and_scaled():
     np.testing.assert_allclose(colour[:, ::3], grey, rtol=1e-6)  # (H, W, 3) flattened: channel fastest
 
 
-def test_split_pixels_on_a_real_split(tmp_path):
-    from hhlib.data import get_dataset
+def test_split_pixels_on_an_in_memory_split():
+    from hhlib.data import InMemorySplit
+    from hhlib.data.transforms import TensorTransform
 
-    data = get_dataset("digits", limit=20)
-    pixels = split_pixels(data.train, grey=True)
-    assert pixels.shape == (20, 32 * 32) and 0 <= pixels.min() and pixels.max() <= 1
-    np.testing.assert_allclose(pixels[3], data.train.raw_image(3)[:, :, 0].reshape(-1) / 255.0, rtol=1e-6)
+    pool = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8)  # grey pool, as Fashion-MNIST's
+    rows = np.array([5, 2, 17, 9])
+    split = InMemorySplit(pool, rows, np.eye(2, dtype=np.uint8)[[0, 1, 0, 1]],
+                          TensorTransform(8, augment=True, flip=True), pool_indices=rows)
+    pixels = split_pixels(split, grey=True)  # raw pixels: no augmentation even for a training split
+    assert pixels.shape == (4, 64)
+    np.testing.assert_allclose(pixels, pool[rows, 0].reshape(4, 64).numpy() / 255.0, rtol=1e-6)
     with pytest.raises(ValueError, match="empty"):
         split_pixels(FakeSplit(np.zeros((0, 2, 2), np.uint8)))

@@ -220,7 +220,7 @@ def plot_code_scale_loss(codes: Mapping[str, Any], labels: Any, scales: Sequence
     Args:
         codes: name -> (N, bits) codes of the same N items.
         labels: (N, C) 0/1 label vectors of those items.
-        scales: the factors t (default 0..1 in 41 steps).
+        scales: the factors t (default 0..1 in 21 steps).
         alpha: the loss's scale of the inner product.
         ax: draw there instead of in a new figure.
 
@@ -229,7 +229,7 @@ def plot_code_scale_loss(codes: Mapping[str, Any], labels: Any, scales: Sequence
     """
     if not codes:
         raise ValueError("codes must name at least one set of codes")
-    scales = np.linspace(0.0, 1.0, 41) if scales is None else np.asarray(scales, dtype=np.float64)
+    scales = np.linspace(0.0, 1.0, 21) if scales is None else np.asarray(scales, dtype=np.float64)
     figure, ax = _figure_and_axes(ax, (6, 3.5))
     for name, values in codes.items():
         ax.plot(scales, code_scale_loss(values, labels, scales, alpha), label=name)
@@ -259,8 +259,10 @@ def _draw_curves(history: Any, loss_ax: Axes, map_ax: Axes) -> None:
     epochs, evals = _history_lists(history)
     loss_ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], "o-", markersize=3, label="loss")
     loss_ax.axhline(COLLAPSED_LOSS, color="grey", linestyle="--", linewidth=1, label="2 log 2 (collapsed)")
-    loss_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    map_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last_epoch = max([e["epoch"] for e in epochs] + [e["epoch"] for e in evals] + [1])
+    for ax in (loss_ax, map_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, last_epoch + 0.5)
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("mean training loss")
     loss_ax.set_title("Training loss")
@@ -269,8 +271,6 @@ def _draw_curves(history: Any, loss_ax: Axes, map_ax: Axes) -> None:
     for e in evals:
         map_ax.annotate(f"{e['map']:.3f}", (e["epoch"], e["map"]), xytext=(0, 6), textcoords="offset points",
                         ha="center")
-    last_epoch = max([e["epoch"] for e in epochs] + [e["epoch"] for e in evals] + [1])
-    map_ax.set_xlim(0.5, last_epoch + 0.5)
     map_ax.set_ylim(0, 1)
     map_ax.set_xlabel("epoch")
     map_ax.set_ylabel("mAP (query vs database)")
