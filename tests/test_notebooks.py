@@ -55,7 +55,7 @@ def test_check_names_every_problem(tmp_path):
     nbformat.write(dirty_notebook(), path)
     found = "\n".join(notebook_tools.problems(path))
     for problem in ("notebook metadata ['widgets']", "volatile language_info", "cell 2: metadata ['collapsed']",
-                    "execution count 3", "error output ZeroDivisionError", "widget state"):
+                    "execution count 3, not 1", "error output ZeroDivisionError", "widget state"):
         assert problem in found
 
 
@@ -64,8 +64,8 @@ def test_clean_strips_volatile_state_and_keeps_outputs(tmp_path):
     nb = notebook_tools.clean(dirty_notebook())
     nbformat.write(nb, path)
     cell = nb.cells[1]
-    assert cell.execution_count is None and cell.metadata == {"tags": ["keep"]}
+    assert cell.execution_count == 1 and cell.metadata == {"tags": ["keep"]}  # numbered in order
     assert [o.output_type for o in cell.outputs] == ["error", "execute_result"]  # the widget view is gone
-    assert cell.outputs[1].execution_count is None and cell.outputs[1].data == {"text/plain": "2"}
+    assert cell.outputs[1].execution_count == 1 and cell.outputs[1].data == {"text/plain": "2"}
     # what is left is exactly the error, which clean() must not hide
     assert notebook_tools.problems(path) == ["cell 2: error output ZeroDivisionError: division by zero"]

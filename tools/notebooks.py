@@ -6,14 +6,15 @@
         it, the notebooks are rewritten in place with their new outputs and
         cleaned, which is how the committed outputs are made (full mode).
     python tools/notebooks.py clean [NOTEBOOK ...]
-        Drop execution counts and volatile metadata, keep the outputs.
+        Renumber execution counts 1..n, drop volatile metadata, keep the outputs.
     python tools/notebooks.py check [NOTEBOOK ...]
         Exit 1 naming every notebook that is not clean or holds an error output.
 
 The rules that `check` enforces (and tests/test_notebooks.py asserts):
-no execution counts, no cell metadata but nbval's markers and tags, no
-notebook metadata but the kernel spec and language info name, no error
-outputs, no widget state.
+execution counts renumbered 1, 2, 3... in cell order (nbval refuses stored
+outputs without a count, so they are made deterministic rather than
+removed), no cell metadata but tags, no notebook metadata but the kernel
+spec and language name, no error outputs, no widget state.
 """
 
 from __future__ import annotations
@@ -46,15 +47,17 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         "kernelspec": KERNELSPEC,
         "language_info": {"name": "python"},
     })
+    count = 0
     for cell in nb.cells:
         cell.metadata = nbformat.from_dict({k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA})
         cell.pop("id", None)
         if cell.cell_type == "code":
-            cell.execution_count = None
+            count += 1
+            cell.execution_count = count
             outputs = []
             for output in cell.outputs:
                 if "execution_count" in output:
-                    output.execution_count = None
+                    output.execution_count = count
                 output.metadata = nbformat.from_dict({})
                 data = output.get("data", {})
                 data.pop("application/vnd.jupyter.widget-view+json", None)
@@ -74,19 +77,21 @@ def problems(path: Path) -> list[str]:
         found.append(f"notebook metadata {sorted(set(nb.metadata) - {'kernelspec', 'language_info'})}")
     if set(nb.metadata.get("language_info", {})) - {"name"}:
         found.append("volatile language_info (version, codemirror...)")
+    count = 0
     for number, cell in enumerate(nb.cells, 1):
         extra = set(cell.metadata) - KEPT_CELL_METADATA
         if extra:
             found.append(f"cell {number}: metadata {sorted(extra)}")
         if cell.cell_type != "code":
             continue
-        if cell.execution_count is not None:
-            found.append(f"cell {number}: execution count {cell.execution_count}")
+        count += 1
+        if cell.execution_count != count:
+            found.append(f"cell {number}: execution count {cell.execution_count}, not {count} (run `clean`)")
         for output in cell.outputs:
             if output.output_type == "error":
                 found.append(f"cell {number}: error output {output.ename}: {output.evalue}")
-            if output.get("execution_count") is not None:
-                found.append(f"cell {number}: output execution count")
+            if output.get("execution_count", count) != count:
+                found.append(f"cell {number}: output execution count {output.execution_count}")
             if "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
                 found.append(f"cell {number}: widget state")
             if output.output_type == "stream" and output.name == "stderr" and "Traceback" in output.text:
