@@ -18,6 +18,7 @@ says what was loaded and what was not.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,10 +196,30 @@ def _read_file(path: Path) -> Mapping[str, torch.Tensor]:
     return _unwrap(torch.load(path, map_location="cpu", weights_only=True))
 
 
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick TCP check, so that offline machines fail in seconds, not after the hub's retries."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_on_disk() -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return any(isinstance(try_to_load_from_cache(f"timm/{NEST_PRETRAINED}", name), str)
+               for name in ("model.safetensors", "pytorch_model.bin"))
+
+
 def _download_nest() -> nn.Module:
     import timm
 
     try:
+        if not _cached_on_disk() and not _hub_reachable():
+            raise ConnectionError("huggingface.co is not reachable")
         return timm.create_model(NEST_PRETRAINED, pretrained=True)
     except OSError as error:  # connection errors and huggingface_hub's not-found errors
         raise RuntimeError(

@@ -4,6 +4,8 @@ import re
 
 import pytest
 import timm
+
+import hhlib.weights
 import torch
 from timm.models.nest import Nest
 
@@ -119,9 +121,22 @@ def test_offline_download_says_how_to_pass_a_local_file(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
     monkeypatch.setattr(timm, "create_model", offline)
+    monkeypatch.setattr(hhlib.weights, "_hub_reachable", lambda: True)  # the hub answers, the download fails
     _, model = small_nest_and_model()
     with pytest.raises(RuntimeError) as info:
         load_nest_weights(model)
     assert calls == [("nest_base_jx.goog_in1k", True)]
     message = str(info.value)
     assert "no network?" in message and "load_nest_weights(model, 'nest_base_jx.pth')" in message
+
+
+def test_unreachable_hub_fails_at_once_without_trying_the_download(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("no download attempt when the hub is unreachable and nothing is cached")
+
+    monkeypatch.setattr(timm, "create_model", never)
+    monkeypatch.setattr(hhlib.weights, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hhlib.weights, "_cached_on_disk", lambda: False)
+    _, model = small_nest_and_model()
+    with pytest.raises(RuntimeError, match="ConnectionError: no network"):
+        load_nest_weights(model)
