@@ -29,10 +29,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from hhlib.data import DATASETS
-from hhlib.data.transforms import load_query_image
+from hhlib.data.transforms import TensorTransform, load_query_image
 from hhlib.index import HammingIndex
 from hhlib.train import encode
 from hhlib.viz.codes import plot_retrieval_grid
@@ -44,6 +44,7 @@ __all__ = [
     "database_index",
     "plot_search_result",
     "upload_entry",
+    "decode_upload",
 ]
 
 QUERY_SET = "query set"
@@ -104,6 +105,50 @@ def upload_entry(content: bytes, name: str = "image.png", mime_type: str = "imag
         "content": memoryview(bytes(content)),
         "last_modified": datetime.datetime.now(datetime.timezone.utc),
     }
+
+
+def decode_upload(content: bytes, data, name: str = "the file") -> tuple[torch.Tensor, np.ndarray]:
+    """An uploaded image file as a model input, made as the query images are made, and for display.
+
+    In-memory datasets (Fashion-MNIST, CIFAR-10, digits) pass the pixels
+    through their query split's own TensorTransform (read as grey for grey
+    datasets, resized to the model's side, normalised); list-file datasets
+    use :func:`hhlib.data.transforms.load_query_image` (the paper's resize
+    and centre crop).
+
+    Args:
+        content: the file's bytes.
+        data: the :func:`hhlib.data.get_dataset` result searched.
+        name: the file's name, for error messages.
+
+    Returns:
+        ``(image, display)``: the (1, 3, S, S) float32 model input and an
+        (H, W, 3) uint8 copy at most 256 pixels wide, to draw.
+
+    Raises:
+        ValueError: the bytes are not an image PIL can decode (the message
+            names the file).
+    """
+    info = DATASETS.get(data.name)
+    grey = bool(info and info.grey)
+    transform = getattr(data.query, "transform", None)
+    try:
+        with Image.open(io.BytesIO(content)) as picture:
+            picture.load()
+            if isinstance(transform, TensorTransform):
+                pixels = torch.from_numpy(np.array(picture.convert("L" if grey else "RGB"), dtype=np.uint8))
+                pixels = pixels.reshape(*pixels.shape[:2], -1).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)
+                image = transform(pixels)
+            else:
+                image = load_query_image(io.BytesIO(content), data.img_size, grey=grey)
+            shown = picture.convert("RGB")
+            shown.thumbnail((256, 256))  # a photo is drawn about as small as the results
+    except UnidentifiedImageError as error:  # its message names a BytesIO object, not the file
+        raise ValueError(f"could not read {name!r} as an image: upload a PNG, JPEG or other image file") from error
+    # PIL raises OSError for truncated files, SyntaxError for some broken ones
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"could not read {name!r} as an image ({type(error).__name__}: {error})") from error
+    return image, np.asarray(shown)
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -249,7 +294,6 @@ class RetrievalExplorer:
         self.index = index
         self.columns = columns
         self.live = live
-        self.grey = bool(DATASETS.get(data.name) and DATASETS[data.name].grey)
         self.last_result: SearchResult | None = None
         self.last_figure: Figure | None = None
         self._switching = False
@@ -326,16 +370,8 @@ class RetrievalExplorer:
             raise ValueError("no image uploaded yet: choose a file with the upload button, "
                              f"or search with the {QUERY_SET}")
         entry = self.upload.value[-1]
-        name, content = entry["name"], bytes(entry["content"])
-        try:
-            tensor = load_query_image(io.BytesIO(content), self.data.img_size, grey=self.grey)
-            with Image.open(io.BytesIO(content)) as picture:
-                picture = picture.convert("RGB")
-                picture.thumbnail((256, 256))  # a photo is drawn as small as the results
-                display = np.asarray(picture)
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
-            raise ValueError(f"could not read {name!r} as an image ({type(error).__name__}: {error}); "
-                             "upload a PNG or JPEG file") from error
+        name = entry["name"]
+        tensor, display = decode_upload(bytes(entry["content"]), self.data, name)
         label = None
         if self.upload_class.value != UNKNOWN_CLASS:
             label = np.zeros(self.data.num_classes, np.uint8)
@@ -388,8 +424,11 @@ class RetrievalExplorer:
 
     # -- display -----------------------------------------------------------
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The widgets for Jupyter; a line saying what they are where widgets cannot show (a saved notebook)."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = f"{self!r}: interactive widgets, shown when the notebook runs"
+        return bundle
 
     def __repr__(self) -> str:
         return (f"RetrievalExplorer({self.data.name!r}, {len(self.data.query)} queries, "

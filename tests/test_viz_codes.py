@@ -36,6 +36,11 @@ def test_bit_balance_counts_plus_ones():
     np.testing.assert_allclose(vc.bit_balance(torch.tensor(TOY, dtype=torch.float32)), [0.5, 0.75, 0.0])
 
 
+def test_bit_entropy_by_hand():
+    # p = 0.5, 0.75, 0: 1 bit, -(0.75 log2 0.75 + 0.25 log2 0.25) = 0.8113 bits, 0 bits
+    np.testing.assert_allclose(vc.bit_entropy(TOY), [1.0, 0.811278, 0.0], atol=1e-6)
+
+
 def test_bit_correlation_by_hand_and_constant_bits():
     correlation = vc.bit_correlation(TOY)
     # bit 0: (+1, +1, -1, -1), mean 0, std 1; bit 1: (+1, +1, -1, +1), mean 0.5, std sqrt(0.75)
@@ -169,12 +174,15 @@ def test_plot_distance_histograms_normalised_per_group():
         vc.plot_distance_histograms([9], [1], bits=8)
 
 
-def test_plot_embedding_one_collection_per_class():
+def test_plot_embedding_one_collection_per_class_one_marker_per_place():
     coords = np.arange(12, dtype=float).reshape(6, 2)
+    coords[4] = coords[3]  # two items of class 2 at one place
     fig = vc.plot_embedding(coords, np.array([0, 2, 0, 2, 2, 0]), class_names=["a", "b", "c"])
     ax = fig.axes[0]
     assert len(ax.collections) == 2
-    np.testing.assert_allclose(ax.collections[1].get_offsets(), coords[[1, 3, 4]])
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), coords[[0, 2, 5]])
+    np.testing.assert_allclose(ax.collections[1].get_offsets(), coords[[1, 3]])
+    np.testing.assert_allclose(ax.collections[1].get_sizes(), [6, 12])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "c"]
     with pytest.raises(ValueError, match="coords"):
         vc.plot_embedding(np.zeros((6, 3)), np.zeros(6, int))

@@ -27,6 +27,7 @@ from hhlib.widgets import (  # noqa: E402
     QUERY_SET,
     RetrievalExplorer,
     database_index,
+    decode_upload,
     plot_search_result,
     retrieval_explorer,
     upload_entry,
@@ -83,6 +84,12 @@ def test_first_search_shows_k_results(explorer):
     assert bytes(explorer.result_image.value).startswith(b"\x89PNG")
     assert len(explorer.last_figure.axes[1].texts) == 5  # one caption per result
     assert "5 of the 5 nearest" in explorer.status.value
+
+
+def test_displays_as_its_widgets(explorer):
+    bundle = explorer._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id
+    assert bundle["text/plain"].startswith("RetrievalExplorer('digits', 60 queries, 60 database codes of 16 bits)")
 
 
 def test_changing_k_changes_the_number_of_results(explorer):
@@ -158,6 +165,9 @@ def test_a_bad_upload_gives_a_message_not_an_exception(explorer):
     assert bytes(explorer.result_image.value) == b""
     explorer.search_button.click()  # still no exception
     assert explorer.last_result is None
+    png = png_bytes(explorer.data.query.raw_image(0))
+    explorer.upload.value = (upload_entry(png[: len(png) // 2], "half.png"),)
+    assert explorer.last_result is None and "could not read &#x27;half.png&#x27;" in explorer.status.value
 
 
 def test_database_index_is_saved_reused_and_checked(tmp_path, model, data, database_codes):
@@ -197,3 +207,17 @@ def test_plot_search_result_draws_the_result(explorer, data):
     assert len(fig.axes[1].texts) == len(result.ids)
     assert fig.axes[1].texts[0].get_text().startswith(f"1. d={result.distances[0]}")
     assert f"precision {result.precision:.2f}" in fig._suptitle.get_text()
+
+
+def test_decode_upload_makes_images_as_the_query_split_does():
+    """At the paper's 224 px too: a grey PNG becomes the 3-channel input of the query split."""
+    large = get_dataset("digits", img_size=224, limit=3)
+    image, display = decode_upload(png_bytes(large.query.raw_image(2)), large)
+    assert image.shape == (1, 3, 224, 224)
+    torch.testing.assert_close(image[0], large.query[2][0])
+    assert display.shape == (224, 224, 3)
+    photo = np.zeros((300, 600, 3), np.uint8)  # any size and colour mode is resized and read as grey
+    image, display = decode_upload(png_bytes(photo), large)
+    assert image.shape == (1, 3, 224, 224) and display.shape == (128, 256, 3)  # drawn at most 256 px wide
+    with pytest.raises(ValueError, match="could not read 'x.bin'"):
+        decode_upload(b"\x00" * 10, large, "x.bin")
