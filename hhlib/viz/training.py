@@ -269,8 +269,9 @@ def _draw_curves(history: Any, loss_ax: Axes, map_ax: Axes) -> None:
     loss_ax.legend()
     map_ax.plot([e["epoch"] for e in evals], [e["map"] for e in evals], "s-", color="C2", label="mAP")
     for e in evals:
+        at_the_edge = e["epoch"] == last_epoch and last_epoch > 1
         map_ax.annotate(f"{e['map']:.3f}", (e["epoch"], e["map"]), xytext=(0, 6), textcoords="offset points",
-                        ha="center")
+                        ha="right" if at_the_edge else "center")
     map_ax.set_ylim(0, 1)
     map_ax.set_xlabel("epoch")
     map_ax.set_ylabel("mAP (query vs database)")
