@@ -44,14 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=PRESETS, default="cpu",
                        help="cpu: 0.83 M-parameter model at 32 px from scratch; paper: the paper's 224 px model "
                        "and recipe from ImageNet NesT-B (default: cpu)")
-    train.add_argument("--epochs", type=int, help="epochs (default: the preset's, 40 for cpu, 15 for paper)")
+    train.add_argument("--epochs", type=int, help="epochs (default: the preset's, 52 for cpu, 15 for paper)")
     train.add_argument("--out", type=Path, help="output folder (default: runs/DATASET-PRESET)")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/bits{B}/checkpoint.pt where one exists; finished runs are skipped")
     _common(train)
     train.add_argument("--split-seed", type=int, default=0, help="seed of the query/train/database split (default: 0)")
     train.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
-    train.add_argument("--batch-size", type=int, help="training batch size (default: the preset's, 64)")
+    train.add_argument("--batch-size", type=int, help="training batch size (default: the preset's, 32 for cpu, 64 for paper)")
     train.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     train.add_argument("--eval-every", type=int, help="epochs between mAP evaluations (default: the preset's)")
     train.add_argument("--pretrained", default="auto", metavar="auto|none|PATH",
@@ -105,7 +105,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> None:
     from hhlib.data import get_dataset
-    from hhlib.runs import train_run
+    from hhlib.runs import nest_initialiser, train_run
     from hhlib.train import resolve_device
 
     device = resolve_device(args.device)
@@ -118,6 +118,8 @@ def cmd_train(args) -> None:
                        limit=args.limit, augment=augment)
     load_seconds = time.perf_counter() - started
     _say(args, f"{data}; training on {device}")
+    # NesT-B initialisation belongs to the paper preset; the cpu preset trains from scratch.
+    pretrained = nest_initialiser(args.pretrained, say=lambda text: _say(args, text)) if args.preset == "paper" else None
     for bits in args.bits:
         run_dir = out / f"bits{bits}"
         metrics_path = run_dir / "metrics.json"
@@ -126,7 +128,7 @@ def cmd_train(args) -> None:
             continue
         _, metrics = train_run(
             data, bits, args.preset, run_dir, resume=args.resume, device=device, progress=not args.quiet,
-            seed=args.seed, pretrained=lambda model: _pretrain(args, model), load_seconds=load_seconds,
+            seed=args.seed, pretrained=pretrained, load_seconds=load_seconds,
             meta={"split_seed": args.split_seed, "limit": args.limit},
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
             amp=args.amp, compile=args.compile, num_workers=args.workers,
@@ -135,27 +137,6 @@ def cmd_train(args) -> None:
         print(f"bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, precision within radius 2 "
               f"{metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
               f"total {metrics['total_seconds']:.0f} s -> {metrics_path}")
-
-
-def _pretrain(args, model) -> str | None:
-    """Initialise the paper preset from NesT-B; say so when it cannot be had."""
-    if args.preset != "paper" or args.pretrained == "none":
-        return None
-    from hhlib.weights import load_nest_weights
-
-    if args.pretrained == "auto":
-        try:
-            report = load_nest_weights(model)
-        except RuntimeError as error:
-            print(f"warning: {str(error).splitlines()[0]} Training from scratch; pass --pretrained PATH "
-                  "to use a saved copy.", file=sys.stderr)
-            return None
-        source = "nest_base_jx.goog_in1k"
-    else:
-        report = load_nest_weights(model, args.pretrained)
-        source = str(args.pretrained)
-    _say(args, f"NesT-B weights from {source}: {report}")
-    return source
 
 
 # --------------------------------------------------------------------------- evaluate, encode, search
@@ -249,7 +230,8 @@ def cmd_search(args) -> None:
         raise UserError(f"the model makes {model.config.bits}-bit codes, the index holds {index.bits}-bit codes")
     if args.image is not None:
         info = DATASETS.get(meta.get("dataset"))
-        image = load_query_image(args.image, model.config.img_size, grey=bool(info and info.grey))
+        image = load_query_image(args.image, model.config.img_size, grey=bool(info and info.grey),
+                                 list_file=bool(info and info.loader is None))
         name = str(args.image)
     else:
         data = get_dataset(meta["dataset"], split_seed=meta.get("split_seed", 0), img_size=model.config.img_size,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,7 +20,7 @@ import torch
 from hhlib.model import HybridHash, HybridHashConfig
 from hhlib.train import TrainConfig, fit, load_model, resolve_device
 
-__all__ = ["PRESETS", "preset_configs", "train_run", "load_run", "train_or_load"]
+__all__ = ["PRESETS", "preset_configs", "nest_initialiser", "train_run", "load_run", "train_or_load"]
 
 PRESETS = ("cpu", "paper")
 
@@ -39,6 +41,39 @@ def preset_configs(preset: str, bits: int, **train_overrides) -> tuple[HybridHas
             config.eval_every = config.epochs
         return HybridHashConfig.cpu(bits=bits), config
     return HybridHashConfig.paper(bits=bits), TrainConfig.paper(**overrides)
+
+
+def nest_initialiser(source: str | os.PathLike = "auto",
+                     say: Callable[[str], None] = print) -> Callable[[HybridHash], str | None]:
+    """What ``train_run(pretrained=...)`` takes: start the paper preset from ImageNet NesT-B.
+
+    Args:
+        source: ``"auto"`` downloads the weights through timm and, when that
+            fails (offline), warns on stderr and leaves the model as it is
+            (from scratch); ``"none"`` never loads; a path loads a saved
+            state_dict (a missing or wrong file raises).
+        say: where the load report goes.
+    """
+    from hhlib.weights import load_nest_weights
+
+    def initialise(model: HybridHash) -> str | None:
+        if str(source) == "none":
+            return None
+        if str(source) == "auto":
+            try:
+                report = load_nest_weights(model)
+            except RuntimeError as error:
+                print(f"warning: {str(error).splitlines()[0]} Training from scratch; pass a saved copy "
+                      "(--pretrained PATH) to start from ImageNet.", file=sys.stderr)
+                return None
+            name = "nest_base_jx.goog_in1k"
+        else:
+            report = load_nest_weights(model, source)
+            name = str(source)
+        say(f"NesT-B weights from {name}: {report}")
+        return name
+
+    return initialise
 
 
 def train_run(data, bits: int, preset: str, run_dir: str | os.PathLike, *, resume: bool = True,

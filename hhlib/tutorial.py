@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from hhlib.data import get_dataset
-from hhlib.runs import train_or_load
+from hhlib.runs import nest_initialiser, train_or_load
 from hhlib.train import resolve_device
 
 __all__ = ["Tutorial", "setup", "is_fast", "seed_everything", "default_runs", "FAST_LIMIT"]
@@ -89,24 +89,37 @@ class Tutorial:
     def run_dir(self, bits: int) -> Path:
         return self.runs / f"bits{bits}"
 
-    def trained_model(self, bits: int = 64, data=None, progress: bool = True, on_epoch=None, **overrides):
+    @staticmethod
+    def show(path: str | os.PathLike) -> str:
+        """A path as printed in notebooks: relative to the checkout when inside it."""
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(_CHECKOUT))
+        except ValueError:
+            return str(path)
+
+    def trained_model(self, bits: int = 64, data=None, progress: bool = True, on_epoch=None,
+                      pretrained: str | os.PathLike = "auto", **overrides):
         """The model of ``run_dir(bits)``: loaded when it finished before, else trained there.
 
         A run that was cut short resumes where it stopped. ``overrides`` are
-        TrainConfig fields (``epochs`` defaults to one in fast mode).
+        TrainConfig fields (``epochs`` defaults to one in fast mode). The paper
+        preset starts from ImageNet NesT-B as the command line does
+        (``pretrained``: "auto", "none" or a saved state_dict's path).
         Returns ``(model, metrics)`` with the model in eval mode on ``device``.
         """
         data = data if data is not None else self.data()
         overrides.setdefault("epochs", self.epochs)
         model, metrics = train_or_load(
             data, bits, self.preset, self.run_dir(bits), device=self.device, progress=progress,
-            seed=self.seed, on_epoch=on_epoch, meta={"split_seed": 0, "limit": self.limit}, **overrides,
+            seed=self.seed, on_epoch=on_epoch, meta={"split_seed": 0, "limit": self.limit},
+            pretrained=nest_initialiser(pretrained) if self.preset == "paper" else None, **overrides,
         )
         return model.to(self.device).eval(), metrics
 
     def __str__(self) -> str:
         mode = f"fast mode ({self.limit} items per split, {self.epochs} epoch)" if self.fast else "full mode"
-        return f"{mode}; device {self.device}; preset {self.preset}; seed {self.seed}; runs in {self.runs}/"
+        return f"{mode}; device {self.device}; preset {self.preset}; seed {self.seed}; runs in {self.show(self.runs)}/"
 
 
 def setup(dataset: str | None = None, seed: int = 0, fast: bool | None = None, device=None,

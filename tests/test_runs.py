@@ -72,3 +72,12 @@ def test_setup_fast_mode_seeds_and_separates_runs(tmp_path, capsys):
     assert torch.equal(torch.rand(3), first)
     full = setup(fast=False, device="cpu", runs=tmp_path, dataset="digits", quiet=True)
     assert (full.limit, full.epochs, full.runs) == (None, None, tmp_path / "digits-cpu")
+
+
+def test_paths_are_shown_relative_to_the_checkout(tmp_path):
+    from hhlib.tutorial import _CHECKOUT
+
+    tut = setup(fast=True, device="cpu", quiet=True, runs=_CHECKOUT / "runs")
+    assert tut.show(tut.run_dir(64)) == "runs/fast/fashion-mnist-cpu/bits64"
+    assert str(tut).endswith("runs in runs/fast/fashion-mnist-cpu/")
+    assert tut.show(tmp_path / "x") == str(tmp_path / "x")  # outside the checkout: unchanged
