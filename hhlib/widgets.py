@@ -140,7 +140,7 @@ def decode_upload(content: bytes, data, name: str = "the file") -> tuple[torch.T
                 pixels = pixels.reshape(*pixels.shape[:2], -1).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)
                 image = transform(pixels)
             else:
-                image = load_query_image(io.BytesIO(content), data.img_size, grey=grey)
+                image = load_query_image(io.BytesIO(content), data.img_size, grey=grey, list_file=True)
             shown = picture.convert("RGB")
             shown.thumbnail((256, 256))  # a photo is drawn about as small as the results
     except UnidentifiedImageError as error:  # its message names a BytesIO object, not the file

@@ -498,3 +498,29 @@ def test_make_nuswide21_lists_script(tmp_path: Path) -> None:
     split = Split.load(tmp_path / "out" / "split.npz", labels)
     again = split_protocol(labels, "nuswide_21", seed=4)
     np.testing.assert_array_equal(split.query, again.query)
+
+
+@pytest.mark.parametrize("img_size", [32, 224])
+def test_query_image_of_a_grey_dataset_at_any_size(tmp_path, img_size) -> None:
+    from PIL import Image
+
+    from hhlib.data.transforms import TensorTransform, load_query_image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "shoe.png")
+    image = load_query_image(tmp_path / "shoe.png", img_size, grey=True)
+    expected = TensorTransform(img_size, augment=False, flip=False)(torch.from_numpy(pixels)[None, None])
+    assert image.shape == (1, 3, img_size, img_size)
+    assert torch.allclose(image, expected)
+
+
+def test_query_image_of_a_list_file_dataset_is_centre_cropped(tmp_path) -> None:
+    from PIL import Image
+
+    from hhlib.data.transforms import list_transform, load_query_image
+
+    Image.fromarray(np.full((300, 400, 3), 128, dtype=np.uint8)).save(tmp_path / "photo.png")
+    image = load_query_image(tmp_path / "photo.png", 224, list_file=True)
+    with Image.open(tmp_path / "photo.png") as photo:
+        expected = list_transform(224, train=False)(photo.convert("RGB"))
+    assert image.shape == (1, 3, 224, 224) and torch.equal(image[0], expected)

@@ -121,20 +121,23 @@ def list_transform(img_size: int, train: bool) -> transforms.Compose:
     )
 
 
-def load_query_image(path, img_size: int, grey: bool = False) -> torch.Tensor:
+def load_query_image(path, img_size: int, grey: bool = False, list_file: bool = False) -> torch.Tensor:
     """One image file as a (1, 3, S, S) batch, transformed as query and database images are.
 
     Args:
         path: an image file (anything PIL reads).
         img_size: the model's input side.
         grey: read it as grey (the datasets of grey images: Fashion-MNIST, digits).
+        list_file: the dataset is a list-file one (NUS-WIDE, COCO, ImageNet):
+            the paper's resize and centre crop; otherwise the in-memory
+            datasets' resize of the whole image, at any size.
     """
     from PIL import Image
 
     with Image.open(path) as image:
         image = image.convert("L" if grey else "RGB")
-        if img_size > 64:  # the paper's pipeline for photographs
-            return list_transform(img_size, train=False)(image).unsqueeze(0)
+        if list_file:
+            return list_transform(img_size, train=False)(image.convert("RGB")).unsqueeze(0)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
     pixels = pixels.reshape(1, *pixels.shape[:2], -1).permute(0, 3, 1, 2)  # (1, C, H, W)
     return TensorTransform(img_size, augment=False, flip=False)(pixels)
