@@ -43,7 +43,8 @@ def dirty_notebook():
     code = nbformat.v4.new_code_cell("1 / 0", execution_count=3, metadata={"collapsed": True, "tags": ["keep"]})
     code.outputs = [
         nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]),
-        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {}}),
+        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {},
+                                                     "text/plain": "  0%|          | 0/157"}),
         nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=3),
     ]
     nb.cells = [nbformat.v4.new_markdown_cell("# t"), code]
@@ -65,7 +66,7 @@ def test_clean_strips_volatile_state_and_keeps_outputs(tmp_path):
     nbformat.write(nb, path)
     cell = nb.cells[1]
     assert cell.execution_count == 1 and cell.metadata == {"tags": ["keep"]}  # numbered in order
-    assert [o.output_type for o in cell.outputs] == ["error", "execute_result"]  # the widget view is gone
+    assert [o.output_type for o in cell.outputs] == ["error", "execute_result"]  # the widget and its "0%" are gone
     assert cell.outputs[1].execution_count == 1 and cell.outputs[1].data == {"text/plain": "2"}
     # what is left is exactly the error, which clean() must not hide
     assert notebook_tools.problems(path) == ["cell 2: error output ZeroDivisionError: division by zero"]

@@ -59,10 +59,10 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 if "execution_count" in output:
                     output.execution_count = count
                 output.metadata = nbformat.from_dict({})
-                data = output.get("data", {})
-                data.pop("application/vnd.jupyter.widget-view+json", None)
-                if output.output_type in ("display_data", "execute_result") and not data:
-                    continue  # a widget without its state shows nothing
+                if "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
+                    # Without its state a widget shows only its text fallback, a snapshot from
+                    # when it was created: for a tqdm bar "0%", which would mislead.
+                    continue
                 outputs.append(output)
             cell.outputs = outputs
     nb.nbformat, nb.nbformat_minor = 4, 4
