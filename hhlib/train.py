@@ -111,7 +111,7 @@ class TrainConfig:
             warmup_epochs=2.0,
             grad_clip=1.0,
             ema_decay=0.998,
-            eval_every=40,
+            eval_every=52,  # once, at the end
         )
         defaults.update(overrides)
         return cls(**defaults)
