@@ -73,7 +73,8 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_last_checkpoin
 
     model.register_forward_hook(poison)
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, batch 3.*holds epoch 1"):
-        fit(model, fashion_subset, TrainConfig.cpu(epochs=3, eval_every=5), out_dir=tmp_path, progress=False)
+        fit(model, fashion_subset, TrainConfig.cpu(epochs=3, eval_every=5, batch_size=64), out_dir=tmp_path,
+            progress=False)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
 
 
