@@ -179,16 +179,14 @@ def split_pixels(split, grey: bool = False) -> np.ndarray:
     """
     if len(split) == 0:
         raise ValueError("the split is empty")
+    if hasattr(split, "raw_images"):  # in-memory splits: one gather, not a loop over images
+        images = split.raw_images()  # (N, H, W, C) uint8, C = 1 or 3
+        images = images[..., :1] if grey else np.broadcast_to(images, (*images.shape[:3], 3))
+        return images.reshape(len(images), -1).astype(np.float32) / 255.0
     if hasattr(split, "raw_image"):
-        first = split.raw_image(0)  # (H, W, 3) uint8
-        height, width, _ = first.shape
-        channels = 1 if grey else 3
-        pixels = np.empty((len(split), height * width * channels), np.float32)
-        for i in range(len(split)):
-            image = split.raw_image(i)
-            pixels[i] = (image[:, :, :1] if grey else image).reshape(-1)
-        pixels /= 255.0
-        return pixels
+        pixels = np.stack([split.raw_image(i)[:, :, :1] if grey else split.raw_image(i)
+                           for i in range(len(split))])  # (N, H, W, C)
+        return pixels.reshape(len(pixels), -1).astype(np.float32) / 255.0
     rows = []
     for i in range(len(split)):
         image = split[i][0]  # (3, H, W) normalised

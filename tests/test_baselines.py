@@ -129,5 +129,8 @@ def test_split_pixels_on_an_in_memory_split():
     pixels = split_pixels(split, grey=True)  # raw pixels: no augmentation even for a training split
     assert pixels.shape == (4, 64)
     np.testing.assert_allclose(pixels, pool[rows, 0].reshape(4, 64).numpy() / 255.0, rtol=1e-6)
+    # colour: the grey channel three times, laid out as raw_image's (H, W, 3)
+    expected = np.stack([split.raw_image(i) for i in range(4)]).reshape(4, -1) / 255.0
+    np.testing.assert_allclose(split_pixels(split), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="empty"):
         split_pixels(FakeSplit(np.zeros((0, 2, 2), np.uint8)))

@@ -104,6 +104,10 @@ class InMemorySplit(Dataset):
         image = self._pixels[self._rows[self._position(i)]]
         return image.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
 
+    def raw_images(self) -> np.ndarray:
+        """All images of the split as (n, H, W, C) uint8, C = 1 for grey pools (one gather)."""
+        return self._pixels[self._rows].permute(0, 2, 3, 1).contiguous().numpy()
+
 
 def build_splits(pixels: torch.Tensor, classes: np.ndarray, num_classes: int,
                  parts: dict[str, np.ndarray], img_size: int, augment: bool,
