@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,16 @@ class Tutorial:
 
     def run_dir(self, bits: int) -> Path:
         return self.runs / f"bits{bits}"
+
+    def shortened(self, epochs: int) -> "Tutorial":
+        """The same settings, training ``epochs`` epochs into ``runs/{name}-{epochs}epochs``.
+
+        A short run gets a folder of its own, so it never passes for a full
+        run of the preset (which the command line and other notebooks load).
+        """
+        if epochs < 1:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        return replace(self, runs=self.runs.with_name(f"{self.runs.name}-{epochs}epochs"), epochs=epochs)
 
     @staticmethod
     def show(path: str | os.PathLike) -> str:

@@ -81,3 +81,12 @@ def test_paths_are_shown_relative_to_the_checkout(tmp_path):
     assert tut.show(tut.run_dir(64)) == "runs/fast/fashion-mnist-cpu/bits64"
     assert str(tut).endswith("runs in runs/fast/fashion-mnist-cpu/")
     assert tut.show(tmp_path / "x") == str(tmp_path / "x")  # outside the checkout: unchanged
+
+
+def test_a_shortened_tutorial_trains_into_a_folder_of_its_own(tmp_path):
+    tut = setup(fast=False, device="cpu", runs=tmp_path, quiet=True)
+    short = tut.shortened(6)
+    assert (short.epochs, short.runs) == (6, tmp_path / "fashion-mnist-cpu-6epochs")
+    assert (short.preset, short.seed, short.limit) == (tut.preset, tut.seed, tut.limit)
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        tut.shortened(0)
