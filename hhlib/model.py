@@ -176,9 +176,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *lead, N, C = x.shape  # (..., N, C)
-        qkv = self.qkv(x).reshape(*lead, N, 3, self.num_heads, C // self.num_heads)
-        q, k, v = qkv.movedim(-3, 0).transpose(-3, -2).unbind(0)  # 3 x (..., heads, N, C/heads)
+        # The leading axes are folded into one, L: scaled_dot_product_attention takes
+        # its fused CPU kernel only for 4-D inputs (5-D ones fall back to the math path).
+        qkv = self.qkv(x).reshape(-1, N, 3, self.num_heads, C // self.num_heads)  # (L, N, 3, heads, C/heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (L, heads, N, C/heads)
         x = F.scaled_dot_product_attention(q, k, v)  # softmax scaled by head_dim**-0.5
+        x = x.reshape(*lead, self.num_heads, N, C // self.num_heads)  # (..., heads, N, C/heads)
         # Heads are merged with the head axis last, (..., N, C/heads, heads), as
         # NesT (ported from JAX) and the authors do; the pretrained proj expects it.
         return self.proj(x.movedim(-3, -1).reshape(*lead, N, C))

@@ -42,6 +42,7 @@ __all__ = [
     "NonFiniteLossError",
     "fit",
     "encode",
+    "encode_batch_size",
     "evaluate",
     "save_checkpoint",
     "load_checkpoint",
@@ -73,7 +74,7 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model (CUDA; slow to start)
     num_workers: int | None = None  # data loader workers; None: 0 on CPU, up to 8 on CUDA
-    eval_batch_size: int = 256
+    eval_batch_size: int | None = None  # images encoded at a time; None: 64 on a CPU, 256 on CUDA
     seed: int = 0
 
     @classmethod
@@ -124,7 +125,7 @@ class TrainConfig:
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
@@ -196,12 +197,26 @@ def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: in
 # --------------------------------------------------------------------------- encoding
 
 
+def encode_batch_size(device: torch.device) -> int:
+    """Images encoded at a time by default.
+
+    On a CPU small batches are faster: the CPU preset encoded about a third
+    more images per second in batches of 64 than of 256, whose activations
+    no longer fit in cache.
+    """
+    return 256 if device.type == "cuda" else 64
+
+
 @torch.no_grad()
-def encode(model: nn.Module, dataset: Dataset, batch_size: int = 256, device=None,
+def encode(model: nn.Module, dataset: Dataset, batch_size: int | None = None, device=None,
            progress: bool = True, desc: str = "encode", amp: str = "auto",
            num_workers: int | None = None) -> np.ndarray:
-    """Binary codes of a whole dataset, (n, bits) int8 in {-1, +1}, in dataset order."""
+    """Binary codes of a whole dataset, (n, bits) int8 in {-1, +1}, in dataset order.
+
+    ``batch_size`` None picks :func:`encode_batch_size` for the device.
+    """
     device = resolve_device(device)
+    batch_size = batch_size or encode_batch_size(device)
     dtype = _amp_dtype(amp, device)
     channels_last = device.type == "cuda"
     was_training = model.training
@@ -220,7 +235,7 @@ def encode(model: nn.Module, dataset: Dataset, batch_size: int = 256, device=Non
 
 
 def evaluate(model: nn.Module, data, device=None, progress: bool = True,
-             batch_size: int = 256, amp: str = "auto", num_workers: int | None = None) -> dict:
+             batch_size: int | None = None, amp: str = "auto", num_workers: int | None = None) -> dict:
     """mAP at the dataset's top K and precision within Hamming radius 2, query vs database.
 
     ``data`` is a :func:`hhlib.data.get_dataset` result. Ties in Hamming
@@ -309,7 +324,9 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr)
+        # fused: one kernel for all parameters instead of a loop over ~80 small tensors
+        # (a tenth of a CPU training step of the small preset).
+        return torch.optim.AdamW(groups, lr=config.lr, fused=True)
     return torch.optim.RMSprop(groups, lr=config.lr)
 
 
@@ -437,7 +454,7 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
             scaler.scale(loss).backward()
             if config.grad_clip:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()

@@ -176,7 +176,7 @@ def _encode_one(model: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
 
 
 def database_index(model: torch.nn.Module, data, path: str | os.PathLike | None = None, progress: bool = True,
-                   batch_size: int = 256) -> HammingIndex:
+                   batch_size: int | None = None) -> HammingIndex:
     """A HammingIndex of the database codes: read from ``path`` when it holds them, else encoded.
 
     A file at ``path`` (e.g. one written by ``python -m hhlib encode``) is
@@ -190,7 +190,7 @@ def database_index(model: torch.nn.Module, data, path: str | os.PathLike | None 
         data: a :func:`hhlib.data.get_dataset` result.
         path: an index file to read, or to write; None: encode, keep in memory.
         progress: show a progress bar while encoding.
-        batch_size: images encoded at a time.
+        batch_size: images encoded at a time (None: the device's default).
 
     Returns:
         The index; ids are database positions.

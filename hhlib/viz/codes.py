@@ -238,7 +238,7 @@ def flipped_bits(codes_before, codes_after) -> np.ndarray:
 
 def augmentation_flips(model: torch.nn.Module, split: Dataset, repeats: int = 1,
                        max_items: int | None = None, seed: int = 0, device=None,
-                       batch_size: int = 256, progress: bool = False) -> np.ndarray:
+                       batch_size: int | None = None, progress: bool = False) -> np.ndarray:
     """Bits that flip when the training augmentation is applied to images.
 
     Each image is encoded as the query and database images are (no
