@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=PRESETS, default="cpu",
                        help="cpu: 0.83 M-parameter model at 32 px from scratch; paper: the paper's 224 px model "
                        "and recipe from ImageNet NesT-B (default: cpu)")
-    train.add_argument("--epochs", type=int, help="epochs (default: the preset's, 52 for cpu, 15 for paper)")
+    train.add_argument("--epochs", type=int, help="epochs (default: the preset's, 60 for cpu, 15 for paper)")
     train.add_argument("--out", type=Path, help="output folder (default: runs/DATASET-PRESET)")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/bits{B}/checkpoint.pt where one exists; finished runs are skipped")

@@ -32,7 +32,7 @@ from hhlib.data import (
     split_protocol,
 )
 from hhlib.data import sources
-from hhlib.data.transforms import random_shift
+from hhlib.data.transforms import TensorTransform, random_shift
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,6 +192,45 @@ def test_fashion_mnist_protocol_and_items(fashion: data.RetrievalData) -> None:
     assert fashion.database.raw_image(0).shape == (32, 32, 3)
 
 
+def _shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(B, C, H, W) moved by dy rows and dx columns, zeros coming in."""
+    m = max(abs(dy), abs(dx), 1)
+    padded = torch.nn.functional.pad(images, (m,) * 4)
+    h, w = images.shape[-2:]
+    return padded[..., m - dy : m - dy + h, m - dx : m - dx + w]
+
+
+def test_fashion_mnist_trains_on_small_shifts_and_flips(fashion: data.RetrievalData) -> None:
+    transform = fashion.train.transform
+    assert transform.augment and transform.flip and transform.max_shift == 2  # 1/16 of 32 px
+    assert not fashion.query.transform.augment
+    pixels = fashion.train._pixels[fashion.train._rows[:32]]
+    plain = TensorTransform(32, augment=False, flip=False)
+    torch.manual_seed(0)
+    views = transform(pixels.clone())
+    found = torch.zeros(len(pixels), dtype=torch.bool)
+    moves = set()
+    for mirror in (False, True):
+        source = pixels.flip(-1) if mirror else pixels
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                match = (views == plain(_shifted(source, dy, dx))).flatten(1).all(1)
+                moves |= {(mirror, dy, dx)} if (match & ~found).any() else set()
+                found |= match
+    assert found.all()  # every view is the image, or its mirror, moved by at most 2 px
+    assert len(moves) > 5  # and the moves vary
+
+
+def test_tensor_transform_without_shift_only_flips() -> None:
+    torch.manual_seed(0)
+    pixels = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    plain = TensorTransform(8, augment=False, flip=False)
+    views = TensorTransform(8, augment=True, flip=True, max_shift=0)(pixels.clone())
+    is_plain = (views == plain(pixels)).flatten(1).all(1)
+    is_mirror = (views == plain(pixels.flip(-1))).flatten(1).all(1)
+    assert (is_plain | is_mirror).all() and is_plain.any() and is_mirror.any()
+
+
 def test_in_memory_batches_match_items(fashion: data.RetrievalData) -> None:
     images, label_vectors, positions = next(iter(DataLoader(fashion.query, batch_size=64)))
     assert images.shape == (64, 3, 32, 32) and positions.tolist() == list(range(64))
@@ -294,6 +333,14 @@ def test_reusing_a_saved_split(tmp_path: Path, digits: data.RetrievalData) -> No
 def test_unknown_dataset_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="known datasets: .*fashion-mnist.*nuswide_21"):
         get_dataset("mnist")
+
+
+def test_tensor_transform_shift_setting() -> None:
+    assert TensorTransform(32, augment=True, flip=True).max_shift == 4  # img_size // 8 by default
+    assert TensorTransform(8, augment=True, flip=True).max_shift == 1
+    assert get_dataset("digits", limit=10).train.transform.max_shift == 4  # digits keep their shifts
+    with pytest.raises(ValueError, match="max_shift must be >= 0"):
+        TensorTransform(32, augment=True, flip=True, max_shift=-1)
 
 
 def test_random_shift_moves_content() -> None:

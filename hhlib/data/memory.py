@@ -111,7 +111,7 @@ class InMemorySplit(Dataset):
 
 def build_splits(pixels: torch.Tensor, classes: np.ndarray, num_classes: int,
                  parts: dict[str, np.ndarray], img_size: int, augment: bool,
-                 flip: bool) -> dict[str, InMemorySplit]:
+                 flip: bool, max_shift: int | None = None) -> dict[str, InMemorySplit]:
     """Build the in-memory splits of a pooled dataset.
 
     Only the pool rows that some split uses are kept (a ``limit`` makes
@@ -125,6 +125,8 @@ def build_splits(pixels: torch.Tensor, classes: np.ndarray, num_classes: int,
         img_size: the side of the images served.
         augment: augment the ``train`` split.
         flip: allow horizontal flips in that augmentation.
+        max_shift: the largest random shift of that augmentation in pixels
+            (see :class:`~hhlib.data.transforms.TensorTransform`).
 
     Returns:
         Split name -> :class:`InMemorySplit`.
@@ -138,7 +140,8 @@ def build_splits(pixels: torch.Tensor, classes: np.ndarray, num_classes: int,
     one_hot = np.eye(num_classes, dtype=np.uint8)
     splits, start = {}, 0
     for name, indices in parts.items():
-        transform = TensorTransform(img_size, augment=augment and name == "train", flip=flip)
+        transform = TensorTransform(img_size, augment=augment and name == "train", flip=flip,
+                                    max_shift=max_shift)
         split_rows = rows[start : start + len(indices)]
         splits[name] = InMemorySplit(pixels, split_rows, one_hot[classes[indices]], transform, indices)
         start += len(indices)

@@ -9,9 +9,10 @@ In-memory datasets (Fashion-MNIST, CIFAR-10, digits) keep their pixels as
 one uint8 tensor; :class:`TensorTransform` turns a batch of those rows into
 normalised float images: grey is repeated to 3 channels, the resize happens
 here only when the dataset could not afford to store resized pixels (see
-:mod:`hhlib.data.memory`), and training augmentation is a random shift of
-up to ``img_size // 8`` pixels (a random crop of the zero-padded image)
-plus an optional horizontal flip.
+:mod:`hhlib.data.memory`), and training augmentation is an optional random
+shift (a random crop of the zero-padded image, up to ``img_size // 8``
+pixels by default) plus an optional horizontal flip. Each dataset says
+which of the two suit it (:data:`hhlib.data.DATASETS`).
 """
 
 from __future__ import annotations
@@ -77,27 +78,34 @@ class TensorTransform:
 
     Args:
         img_size: the output side S.
-        augment: apply the random shift (and flip) of training.
+        augment: apply the random shift and flip of training.
         flip: allow horizontal flips when augmenting (not for digits).
+        max_shift: the largest random shift in pixels when augmenting; 0 for
+            none, None for ``max(1, img_size // 8)`` (4 pixels at 32 px).
     """
 
-    def __init__(self, img_size: int, augment: bool, flip: bool) -> None:
+    def __init__(self, img_size: int, augment: bool, flip: bool, max_shift: int | None = None) -> None:
+        if max_shift is not None and max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0 pixels, got {max_shift}")
         self.img_size = img_size
         self.augment = augment
         self.flip = flip
+        self.max_shift = max(1, img_size // 8) if max_shift is None else int(max_shift)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         # x / 255 and (x - mean) / std folded into one multiply-add.
         self._scale = 1.0 / (255.0 * std)
         self._shift = -torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / std
 
     def __repr__(self) -> str:
-        return f"TensorTransform(img_size={self.img_size}, augment={self.augment}, flip={self.flip})"
+        return (f"TensorTransform(img_size={self.img_size}, augment={self.augment}, flip={self.flip}, "
+                f"max_shift={self.max_shift})")
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Transform (B, 1 or 3, H, W) uint8 into (B, 3, S, S) float32."""
         images = resize_uint8(images, self.img_size)
         if self.augment:
-            images = random_shift(images, max(1, self.img_size // 8))
+            if self.max_shift:
+                images = random_shift(images, self.max_shift)
             if self.flip:
                 flipped = torch.rand(len(images)) < 0.5
                 images[flipped] = images[flipped].flip(-1)

@@ -242,10 +242,10 @@ def augmentation_flips(model: torch.nn.Module, split: Dataset, repeats: int = 1,
     """Bits that flip when the training augmentation is applied to images.
 
     Each image is encoded as the query and database images are (no
-    augmentation), then ``repeats`` times with the training split's random
-    shift of up to ``img_size // 8`` pixels and horizontal flip (see
-    :class:`hhlib.data.transforms.TensorTransform`); every augmented code
-    is compared with the plain one.
+    augmentation), then ``repeats`` times with the split's training
+    augmentation, its random shift and horizontal flip where the dataset has
+    them (see :class:`hhlib.data.transforms.TensorTransform`); every
+    augmented code is compared with the plain one.
 
     Args:
         model: the hashing model.
@@ -268,7 +268,8 @@ def augmentation_flips(model: torch.nn.Module, split: Dataset, repeats: int = 1,
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     plain, augmented = copy.copy(split), copy.copy(split)
     plain.transform = TensorTransform(transform.img_size, augment=False, flip=transform.flip)
-    augmented.transform = TensorTransform(transform.img_size, augment=True, flip=transform.flip)
+    augmented.transform = TensorTransform(transform.img_size, augment=True, flip=transform.flip,
+                                          max_shift=transform.max_shift)
     positions = _sample(len(split), max_items, seed).tolist()
     kwargs = dict(batch_size=batch_size, device=device, progress=progress)
     flips = []
