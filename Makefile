@@ -32,7 +32,7 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "Fashion-MNIST: not installed system-wide; hhlib will download it (or see data/README.md)"; fi
 
-# Notebook 02, the first that needs it, trains the CPU preset into runs/fashion-mnist-cpu/bits64 (about 14
+# Notebook 02, the first that needs it, trains the CPU preset into runs/fashion-mnist-cpu/bits64 (about 13
 # minutes on 2 cores); the later notebooks and a second `make tutorial` load it instead of training again.
 tutorial: setup data
 	$(PY) tools/notebooks.py run --out runs/notebooks
