@@ -64,7 +64,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10-2": DatasetInfo(10, None, 224, load_cifar10, CIFAR10_CLASSES),
     # Fashion-MNIST's items are centred, in the query images too: shifts of up to 2 px at 32 px
     # regularise without teaching an invariance retrieval never uses. The CPU preset (52 epochs,
-    # first 10,000 database images) scored mAP 0.781 with none, 0.802 with 1 px, 0.811 with 2 px.
+    # first 10,000 database images) scored mAP 0.781 with flips only, 0.802 with 1 px, 0.811 with 2 px.
     "fashion-mnist": DatasetInfo(10, None, 32, load_fashion_mnist, FASHION_MNIST_CLASSES, grey=True,
                                  shift=1 / 16),
     # A flipped 2 or 7 is not a digit.
