@@ -215,7 +215,8 @@ def test_fashion_mnist_trains_on_small_shifts_and_flips(fashion: data.RetrievalD
         for dy in range(-2, 3):
             for dx in range(-2, 3):
                 match = (views == plain(_shifted(source, dy, dx))).flatten(1).all(1)
-                moves |= {(mirror, dy, dx)} if (match & ~found).any() else set()
+                if (match & ~found).any():
+                    moves.add((mirror, dy, dx))
                 found |= match
     assert found.all()  # every view is the image, or its mirror, moved by at most 2 px
     assert len(moves) > 5  # and the moves vary
