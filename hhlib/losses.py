@@ -5,6 +5,11 @@ DPSH (Li et al., IJCAI 2016) between the batch and a memory bank of the
 latest relaxed code of every training image, with positive and negative
 pairs re-weighted so that the rare similar pairs (one in ten for ten
 balanced classes) weigh as much as the dissimilar ones.
+
+With ``binary_bank=True`` the bank holds the signs of the codes instead,
+the asymmetric form of ADSH (Jiang & Li, AAAI 2018): each relaxed code in
+the batch is scored against the binary codes that the other training
+images would have in a database.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ class WeightedLikelihoodLoss(nn.Module):
         alpha: scale of the inner product, ``theta = alpha * u . U``.
         quantization: weight of DPSH's quantization term, the mean of
             ``(u - sign(u))^2``; 0 (the paper) leaves it out.
+        binary_bank: store ``sign(u)`` (0 counts as +1, as in encoding)
+            instead of ``u``. The paper stores ``u``; then a class the model
+            is unsure of can sit near zero, where the likelihood costs little
+            but the signs, all that a Hamming ranking sees, are noise. Against
+            binary codes, a code is pulled towards the signs that most
+            images of its class already have.
 
     The bank ``U`` (num_train, bits) and ``Y`` (num_train, num_classes) are
     buffers, so they travel with ``state_dict`` (and with a checkpoint).
@@ -41,7 +52,7 @@ class WeightedLikelihoodLoss(nn.Module):
     """
 
     def __init__(self, num_train: int, num_classes: int, bits: int, alpha: float = 0.5,
-                 quantization: float = 0.0) -> None:
+                 quantization: float = 0.0, binary_bank: bool = False) -> None:
         super().__init__()
         for name, value in (("num_train", num_train), ("num_classes", num_classes), ("bits", bits)):
             if not isinstance(value, int) or value < 1:
@@ -52,6 +63,7 @@ class WeightedLikelihoodLoss(nn.Module):
             raise ValueError(f"quantization must be >= 0, got {quantization!r}")
         self.alpha = float(alpha)
         self.quantization = float(quantization)
+        self.binary_bank = bool(binary_bank)
         self.register_buffer("U", torch.zeros(num_train, bits))
         self.register_buffer("Y", torch.zeros(num_train, num_classes))
 
@@ -61,7 +73,7 @@ class WeightedLikelihoodLoss(nn.Module):
         u = u.float()  # the loss stays in float32 under autocast
         y = y.to(self.Y.dtype)
         ind = ind.to(self.U.device, torch.long)
-        self.U[ind] = u.detach()
+        self.U[ind] = torch.where(u.detach() >= 0, 1.0, -1.0) if self.binary_bank else u.detach()
         self.Y[ind] = y
 
         similar = (y @ self.Y.T > 0).float()  # (B, num_train)
@@ -99,4 +111,5 @@ class WeightedLikelihoodLoss(nn.Module):
 
     def extra_repr(self) -> str:
         num_train, bits = self.U.shape
-        return f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}, quantization={self.quantization}"
+        return (f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}, "
+                f"quantization={self.quantization}, binary_bank={self.binary_bank}")

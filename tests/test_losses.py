@@ -117,3 +117,33 @@ def test_quantization_term_adds_the_mean_squared_distance_to_the_signs():
     signs = u.sign()
     assert torch.allclose(WeightedLikelihoodLoss(6, 3, 8, quantization=0.5)(signs, y, ind),
                           WeightedLikelihoodLoss(6, 3, 8)(signs, y, ind))
+
+
+def test_binary_bank_stores_signs_and_scores_relaxed_codes_against_them():
+    # bank of 3 as in the two-item test, but holding signs: 0 counts as +1, as when encoding
+    loss = WeightedLikelihoodLoss(num_train=3, num_classes=2, bits=2, alpha=0.5, binary_bank=True)
+    u = torch.tensor([[0.5, 0.0], [0.25, -0.75]], requires_grad=True)
+    y = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    value = loss(u, y, torch.tensor([0, 1]))
+    assert torch.equal(loss.U, torch.tensor([[1.0, 1.0], [1.0, -1.0], [0.0, 0.0]]))
+    # theta = 0.5 * u . sign(U): rows [0.25, 0.25, 0], [-0.25, 0.5, 0]; s rows [1, 1, 0] twice
+    def nll(theta, s):
+        return math.log1p(math.exp(theta)) - s * theta
+    positives = nll(0.25, 1) + nll(0.25, 1) + nll(-0.25, 1) + nll(0.5, 1)
+    negatives = 2 * math.log(2)  # the empty third row
+    assert value.item() == pytest.approx((positives * 6 / 4 + negatives * 6 / 2) / 6, abs=1e-6)
+    # gradients reach the relaxed codes, not the bank
+    value.backward()
+    assert u.grad is not None and torch.count_nonzero(u.grad) > 0 and not loss.U.requires_grad
+
+
+def test_binary_bank_is_the_relaxed_loss_when_the_codes_are_already_binary():
+    torch.manual_seed(0)
+    u = torch.tanh(torch.randn(6, 8)).sign()
+    y = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 2])]
+    ind = torch.arange(6)
+    assert torch.allclose(WeightedLikelihoodLoss(6, 3, 8, binary_bank=True)(u, y, ind),
+                          WeightedLikelihoodLoss(6, 3, 8)(u, y, ind))
+    relaxed = torch.tanh(torch.randn(6, 8))
+    assert not torch.allclose(WeightedLikelihoodLoss(6, 3, 8, binary_bank=True)(relaxed, y, ind),
+                              WeightedLikelihoodLoss(6, 3, 8)(relaxed, y, ind))
