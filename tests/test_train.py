@@ -85,6 +85,28 @@ def test_resume_refuses_another_recipe(fashion_subset, tmp_path):
             resume=True, progress=False)
 
 
+def test_the_cpu_preset_keeps_the_signs_of_the_codes_in_the_bank(fashion_subset, tmp_path):
+    fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path / "binary", progress=False)
+    bank = load_checkpoint(tmp_path / "binary" / "checkpoint.pt")["loss"]["U"]
+    assert set(bank.unique().tolist()) == {-1.0, 1.0}  # every training image seen once
+    fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1, binary_bank=False), out_dir=tmp_path / "relaxed",
+        progress=False)
+    bank = load_checkpoint(tmp_path / "relaxed" / "checkpoint.pt")["loss"]["U"]
+    assert bank.abs().max() < 1 and bank.abs().min() > 0
+
+
+def test_a_checkpoint_from_before_a_new_field_resumes_with_its_default(fashion_subset, tmp_path):
+    config = TrainConfig.cpu(epochs=1, binary_bank=False)
+    fit(tiny_model(), fashion_subset, config, out_dir=tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["train_config"]["binary_bank"]  # as written before the field existed
+    torch.save(state, tmp_path / "checkpoint.pt")
+    fit(tiny_model(), fashion_subset, config, out_dir=tmp_path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="another training configuration"):
+        fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path, resume=True,
+            progress=False)
+
+
 def _train_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "hhlib", "train", "--dataset", "fashion-mnist", "--limit", "192",
             "--bits", "16", "--epochs", "4", "--eval-every", "2", "--out", str(out), "--quiet", "--resume"]
@@ -128,6 +150,7 @@ def test_paper_recipe_is_the_papers():
     config = TrainConfig.paper()
     assert (config.optimizer, config.lr, config.weight_decay, config.batch_size, config.alpha,
             config.eval_every, config.epochs) == ("rmsprop", 2.5e-5, 1e-5, 64, 0.5, 3, 15)
+    assert not config.binary_bank and TrainConfig.cpu().binary_bank  # the paper's bank is relaxed
 
 
 def test_collapsed_codes_are_reported(fashion_subset):
