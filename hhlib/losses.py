@@ -7,7 +7,7 @@ pairs re-weighted so that the rare similar pairs (one in ten for ten
 balanced classes) weigh as much as the dissimilar ones.
 
 With ``binary_bank=True`` the bank holds the signs of the codes instead,
-the asymmetric form of ADSH (Jiang & Li, AAAI 2018): each relaxed code in
+asymmetric as in ADSH (Jiang & Li, AAAI 2018): each relaxed code in
 the batch is scored against the binary codes that the other training
 images would have in a database.
 """
