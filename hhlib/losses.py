@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hhlib.model import binarize
+
 __all__ = ["WeightedLikelihoodLoss", "pairwise_likelihood"]
 
 
@@ -73,7 +75,7 @@ class WeightedLikelihoodLoss(nn.Module):
         u = u.float()  # the loss stays in float32 under autocast
         y = y.to(self.Y.dtype)
         ind = ind.to(self.U.device, torch.long)
-        self.U[ind] = torch.where(u.detach() >= 0, 1.0, -1.0) if self.binary_bank else u.detach()
+        self.U[ind] = binarize(u.detach()) if self.binary_bank else u.detach()
         self.Y[ind] = y
 
         similar = (y @ self.Y.T > 0).float()  # (B, num_train)

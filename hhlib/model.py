@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from torch import nn
 
-__all__ = ["HybridHashConfig", "HybridHash"]
+__all__ = ["HybridHashConfig", "HybridHash", "binarize"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,15 @@ class HybridHashConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def binarize(u: torch.Tensor) -> torch.Tensor:
+    """Signs of relaxed codes, +1 or -1 in ``u``'s dtype; 0 maps to +1.
+
+    The one rule every binary code in hhlib follows (encoding, the search
+    widgets, the loss's binary bank), so that a code means the same everywhere.
+    """
+    return torch.where(u >= 0, 1, -1).to(u.dtype)
 
 
 def blockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -384,8 +393,7 @@ class HybridHash(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Binary codes in {-1, +1} (float, sign of the relaxed code; 0 maps to +1)."""
-        u = self(x)
-        return torch.where(u >= 0, 1.0, -1.0).to(u.dtype)
+        return binarize(self(x))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from hhlib.losses import WeightedLikelihoodLoss
 from hhlib.metrics import mean_average_precision, precision_within_radius
-from hhlib.model import HybridHash, HybridHashConfig
+from hhlib.model import HybridHash, HybridHashConfig, binarize
 
 __all__ = [
     "TrainConfig",
@@ -236,7 +236,7 @@ def encode(model: nn.Module, dataset: Dataset, batch_size: int | None = None, de
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, dtype):
             u = model(images)
-        codes.append(torch.where(u >= 0, 1, -1).to(torch.int8).cpu())
+        codes.append(binarize(u).to(torch.int8).cpu())
     model.train(was_training)
     return torch.cat(codes).numpy()
 

@@ -127,3 +127,10 @@ def test_wrong_input_size_fails_clearly():
         model(torch.randn(1, 3, 28, 28))
     with pytest.raises(ValueError, match=r"got \(1, 1, 32, 32\)"):
         model(torch.randn(1, 1, 32, 32))
+
+
+def test_binarize_maps_zero_to_plus_one_and_keeps_the_dtype():
+    from hhlib.model import binarize
+    u = torch.tensor([-0.5, -0.0, 0.0, 1e-8, 0.7], dtype=torch.bfloat16)
+    codes = binarize(u)
+    assert codes.dtype == torch.bfloat16 and codes.tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0]
