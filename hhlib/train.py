@@ -222,6 +222,8 @@ def encode(model: nn.Module, dataset: Dataset, batch_size: int | None = None, de
 
     ``batch_size`` None picks :func:`encode_batch_size` for the device.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (or None for the device's default), got {batch_size}")
     device = resolve_device(device)
     batch_size = batch_size or encode_batch_size(device)
     dtype = _amp_dtype(amp, device)

@@ -159,3 +159,9 @@ def test_collapsed_codes_are_reported(fashion_subset):
     with pytest.warns(UserWarning, match=r"epoch 2: the loss sits at 2 log 2 = 1.3863"):
         history = fit(model, fashion_subset, TrainConfig.cpu(epochs=2, eval_every=5), progress=False)
     assert history.epochs[-1]["loss"] == pytest.approx(2 * np.log(2), abs=1e-6)
+
+
+def test_encode_refuses_a_batch_size_below_one(fashion_subset):
+    from hhlib.train import encode
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        encode(tiny_model(), fashion_subset.query, batch_size=0, progress=False)
