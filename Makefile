@@ -55,6 +55,7 @@ lab: setup data
 
 bench: setup
 	$(PY) bench/bench_metrics.py
+	$(PY) bench/bench_encode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

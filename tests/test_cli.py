@@ -41,6 +41,13 @@ def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     assert result["map"] == pytest.approx(json.loads((out / "bits16" / "metrics.json").read_text())["map"], abs=1e-12)
     assert set(result["precision_at_k"]) == {"1", "10", "100"}
     assert "precision within radius 2" in stdout
+    # bfloat16 encoding on a CPU: the same metrics up to the few bits that sit next to zero
+    code, _, _ = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", "--amp", "bf16",
+                     "--out", str(tmp_path / "bf16.json"), "--quiet")
+    assert code == 0
+    assert json.loads((tmp_path / "bf16.json").read_text())["map"] == pytest.approx(result["map"], abs=0.05)
+    code, _, stderr = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", "--amp", "fp16")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "amp='fp16' needs a CUDA device" in stderr
 
     index_file = tmp_path / "database.npz"
     code, stdout, _ = run(capsys, "encode", "--checkpoint", str(checkpoint), "--out", str(index_file), "--quiet")

@@ -165,3 +165,20 @@ def test_encode_refuses_a_batch_size_below_one(fashion_subset):
     from hhlib.train import encode
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         encode(tiny_model(), fashion_subset.query, batch_size=0, progress=False)
+
+
+def test_encode_in_bfloat16_on_a_cpu_when_asked(fashion_subset):
+    from hhlib.train import encode
+    model = tiny_model()
+    dtypes = []
+    model.hash_head.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    exact = encode(model, fashion_subset.query, device="cpu", progress=False)
+    assert set(dtypes) == {torch.float32}  # "auto" stays float32 on a CPU
+    dtypes.clear()
+    fast = encode(model, fashion_subset.query, device="cpu", amp="bf16", progress=False)
+    assert set(dtypes) == {torch.bfloat16}
+    assert fast.dtype == np.int8 and set(np.unique(fast)) <= {-1, 1}
+    # rounding flips only bits whose relaxed value sits next to zero
+    assert (fast == exact).mean() > 0.9
+    with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
+        encode(model, fashion_subset.query, device="cpu", amp="fp16", progress=False)
