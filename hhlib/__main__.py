@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 AMP = ("auto", "bf16", "fp16", "off")
 AMP_ENCODE_HELP = ("precision of encoding (default: auto, bf16 or fp16 on CUDA, float32 on a CPU; bf16 on a CPU "
-                   "with AVX-512 BF16 or AMX encoded 1.85x faster on the project's machine; fp16 needs CUDA)")
+                   "with AVX-512 BF16 or AMX encoded 1.6x faster on the project's machine; fp16 needs CUDA)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -184,7 +184,7 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         return None
     if device.type != "cuda":
         # "auto" stays float32 on a CPU: training in bfloat16 was 1.3x slower
-        # a step on the project's AVX-512 machine (encoding 1.85x faster), so
+        # a step on the project's AVX-512 machine (encoding 1.6x faster), so
         # bfloat16 is only used where it is asked for
         if amp == "fp16":
             raise ValueError("amp='fp16' needs a CUDA device; on a CPU use 'bf16' or 'off'")
