@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
+AMP_MODES = ("auto", "bf16", "fp16", "off")
 # The loss when every code is zero: all pairs at theta = 0, positives and negatives weighted equally.
 COLLAPSED_LOSS = 2 * math.log(2)
 
@@ -129,7 +130,7 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'rmsprop' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
+        if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -180,6 +181,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}")
     if amp == "off":
         return None
     if device.type != "cuda":

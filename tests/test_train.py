@@ -182,3 +182,5 @@ def test_encode_in_bfloat16_on_a_cpu_when_asked(fashion_subset):
     assert (fast == exact).mean() > 0.9
     with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
         encode(model, fashion_subset.query, device="cpu", amp="fp16", progress=False)
+    with pytest.raises(ValueError, match="amp must be 'auto', 'bf16', 'fp16' or 'off', got 'bfloat16'"):
+        encode(model, fashion_subset.query, device="cpu", amp="bfloat16", progress=False)
