@@ -125,7 +125,7 @@ class HybridHashConfig:
         has 16 blocks, level 1 four, level 2 one, as in the paper's model.
         Widths 32/64/128 (a quarter of NesT-B's) with one head per 32
         channels: on 2 cores the 64/128/256 variant (3.3 M) took 2.2x longer
-        per epoch and learned no better per epoch (see README, CPU preset).
+        per epoch and learned no better per epoch (docs/cpu_preset.md).
         """
         defaults = dict(
             img_size=img_size,
