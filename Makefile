@@ -56,6 +56,7 @@ lab: setup data
 bench: setup
 	$(PY) bench/bench_metrics.py
 	$(PY) bench/bench_encode.py
+	$(PY) bench/bench_throughput.py --preset cpu --device cpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,136 @@
+"""Training and encoding throughput of a preset, in images per second, through ``fit`` and ``encode``.
+
+The training issue asks for the paper configuration's images per second in
+training and in encoding on a GPU. This runs the real ``fit`` loop of the
+preset's recipe (data loader, optimiser, mixed precision and channels-last
+on CUDA, ``--compile`` if asked) on synthetic images, so it needs neither a
+dataset nor pretrained weights, which a machine without network lacks.
+Training is reported over the epochs after the first, which pays for cuDNN's
+autotuning (and for compiling); encoding is timed on its own, best of three.
+
+On a GPU:  ``python bench/bench_throughput.py`` (the paper's 224 px model)
+On a CPU:  ``python bench/bench_throughput.py --preset cpu --device cpu``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hhlib import HybridHash, HybridHashConfig
+from hhlib.data.registry import RetrievalData
+from hhlib.train import TrainConfig, encode, fit, resolve_device
+
+NUM_CLASSES = 10
+
+
+class SyntheticSplit(Dataset):
+    """``n`` items of (image, one-hot label, index) drawn from a pool of 16 random images.
+
+    A small pool keeps memory flat at 224 px while the loader still copies
+    a full image per item, as it does for a real in-memory dataset.
+    """
+
+    def __init__(self, n: int, img_size: int, in_chans: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.pool = torch.randn(16, in_chans, img_size, img_size, generator=generator)
+        self.labels = np.eye(NUM_CLASSES, dtype=np.uint8)[np.arange(n) % NUM_CLASSES]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.pool[i % len(self.pool)].clone(), torch.from_numpy(self.labels[i]), i
+
+
+def _rate(images_per_second: float) -> str:
+    return f"{images_per_second:8.0f}" if images_per_second >= 100 else f"{images_per_second:8.2f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=("paper", "cpu"), default="paper",
+                        help="model and recipe: HybridHashConfig/TrainConfig .paper() or .cpu() (default: paper)")
+    parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default: auto)")
+    parser.add_argument("--bits", type=int, default=64, help="code length (default: 64)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of fit; the first is not counted (default: 3)")
+    parser.add_argument("--train-images", type=int, default=8192, help="images per training epoch (default: 8192)")
+    parser.add_argument("--encode-images", type=int, default=8192, help="images per timed encoding (default: 8192)")
+    parser.add_argument("--batch-size", type=int, help="training batch (default: the recipe's)")
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                        help="precision of training and encoding (default: auto, the recipe's)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model for training (CUDA)")
+    parser.add_argument("--threads", type=int, help="torch threads on a CPU (default: torch's)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.epochs < 2:
+        raise SystemExit("--epochs must be at least 2: the first epoch is warm-up and not counted")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model_config = getattr(HybridHashConfig, args.preset)(bits=args.bits)
+    overrides = dict(epochs=args.epochs, eval_every=args.epochs, amp=args.amp, compile=args.compile)
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    config = getattr(TrainConfig, args.preset)(**overrides)
+    model = HybridHash(model_config)
+    c = model_config
+    split = lambda n, seed: SyntheticSplit(n, c.img_size, c.in_chans, seed)  # noqa: E731
+    data = RetrievalData("synthetic", split(args.train_images, 0), split(1, 1), split(args.encode_images, 2),
+                         NUM_CLASSES, None, tuple(map(str, range(NUM_CLASSES))), c.img_size, None)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)")
+    print(f"{args.preset} preset: {c.img_size} px, {model.num_parameters() / 1e6:.1f} M parameters, "
+          f"{args.bits} bits, batch {config.batch_size}, amp {config.amp}, compile {config.compile}; {name}",
+          flush=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    # fit evaluates once, after the last epoch (not timed); a query split of
+    # one image keeps that cheap. Encoding is timed on its own below.
+    history = fit(model, data, config, device=device, progress=False)
+    timed = history.epochs[1:]
+    train_rate = len(timed) * len(data.train) / sum(e["seconds"] for e in timed)
+    first = history.epochs[0]["seconds"]
+
+    encode(model, data.database, device=device, amp=args.amp, progress=False)  # warm up
+    seconds = []
+    for _ in range(3):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        encode(model, data.database, device=device, amp=args.amp, progress=False)
+        seconds.append(time.perf_counter() - start)
+    encode_rate = len(data.database) / min(seconds)
+
+    result = {
+        "preset": args.preset, "device": name, "img_size": c.img_size, "bits": args.bits,
+        "parameters": model.num_parameters(), "batch_size": config.batch_size, "amp": config.amp,
+        "compile": config.compile, "train_images_per_second": train_rate,
+        "first_epoch_seconds": first, "encode_images_per_second": encode_rate,
+    }
+    if device.type == "cuda":
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    print(f"  training  {_rate(train_rate)} images/s (epochs 2-{args.epochs} of {len(data.train)} images; "
+          f"the first took {first:.1f} s)")
+    print(f"  encoding  {_rate(encode_rate)} images/s (best of 3, {len(data.database)} images)")
+    if "peak_memory_gib" in result:
+        print(f"  peak GPU memory {result['peak_memory_gib']:.1f} GiB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
