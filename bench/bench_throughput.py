@@ -5,8 +5,9 @@ training and in encoding on a GPU. This runs the real ``fit`` loop of the
 preset's recipe (data loader, optimiser, mixed precision and channels-last
 on CUDA, ``--compile`` if asked) on synthetic images, so it needs neither a
 dataset nor pretrained weights, which a machine without network lacks.
-Training is reported over the epochs after the first, which pays for cuDNN's
-autotuning (and for compiling); encoding is timed on its own, best of three.
+Training is reported over the epochs after the first, which pays for
+warming up (CUDA kernels and allocator, and compiling with ``--compile``);
+encoding is timed on its own, best of three.
 
 On a GPU:  ``python bench/bench_throughput.py`` (the paper's 224 px model)
 On a CPU:  ``python bench/bench_throughput.py --preset cpu --device cpu``
