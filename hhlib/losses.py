@@ -46,6 +46,12 @@ class WeightedLikelihoodLoss(nn.Module):
             but the signs, all that a Hamming ranking sees, are noise. Against
             binary codes, a code is pulled towards the signs that most
             images of its class already have.
+        smoothing: move the pairwise targets from 1 and 0 to
+            ``1 - smoothing/2`` and ``smoothing/2``; 0 (the paper) keeps them.
+            Then no pair asks for an infinite inner product, so a code need
+            not agree with its class in every bit, and tanh is not driven
+            into saturation, where the codes can no longer say which images
+            are typical of a class and which are not.
 
     The bank ``U`` (num_train, bits) and ``Y`` (num_train, num_classes) are
     buffers, so they travel with ``state_dict`` (and with a checkpoint).
@@ -54,7 +60,7 @@ class WeightedLikelihoodLoss(nn.Module):
     """
 
     def __init__(self, num_train: int, num_classes: int, bits: int, alpha: float = 0.5,
-                 quantization: float = 0.0, binary_bank: bool = False) -> None:
+                 quantization: float = 0.0, binary_bank: bool = False, smoothing: float = 0.0) -> None:
         super().__init__()
         for name, value in (("num_train", num_train), ("num_classes", num_classes), ("bits", bits)):
             if not isinstance(value, int) or value < 1:
@@ -63,9 +69,12 @@ class WeightedLikelihoodLoss(nn.Module):
             raise ValueError(f"alpha must be positive, got {alpha!r}")
         if not quantization >= 0:
             raise ValueError(f"quantization must be >= 0, got {quantization!r}")
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
         self.alpha = float(alpha)
         self.quantization = float(quantization)
         self.binary_bank = bool(binary_bank)
+        self.smoothing = float(smoothing)
         self.register_buffer("U", torch.zeros(num_train, bits))
         self.register_buffer("Y", torch.zeros(num_train, num_classes))
 
@@ -80,7 +89,8 @@ class WeightedLikelihoodLoss(nn.Module):
 
         similar = (y @ self.Y.T > 0).float()  # (B, num_train)
         theta = self.alpha * (u @ self.U.T)  # (B, num_train)
-        nll = pairwise_likelihood(theta, similar)
+        target = similar * (1 - self.smoothing) + self.smoothing / 2 if self.smoothing else similar
+        nll = pairwise_likelihood(theta, target)
 
         total = similar.numel()
         positives = similar.sum()
@@ -114,4 +124,4 @@ class WeightedLikelihoodLoss(nn.Module):
     def extra_repr(self) -> str:
         num_train, bits = self.U.shape
         return (f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}, "
-                f"quantization={self.quantization}, binary_bank={self.binary_bank}")
+                f"quantization={self.quantization}, binary_bank={self.binary_bank}, smoothing={self.smoothing}")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from torch import nn
 
-__all__ = ["HybridHashConfig", "HybridHash", "binarize"]
+__all__ = ["HybridHashConfig", "HybridHash", "binarize", "binary_codes", "random_rotation"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class HybridHashConfig:
     mlp_ratio: float = 4.0  # hidden width of the MLP relative to C
     drop_path_rate: float = 0.5  # stochastic depth, rising linearly to this
     layer_norm_eps: float = 1e-6
+    code_rotation: bool = False  # binary codes are sign(u R), R a fixed random rotation (not the paper)
 
     def __post_init__(self) -> None:
         # Lists from JSON or a notebook become tuples, so configs hash and compare.
@@ -149,6 +150,31 @@ def binarize(u: torch.Tensor) -> torch.Tensor:
     widgets, the loss's binary bank), so that a code means the same everywhere.
     """
     return torch.where(u >= 0, 1, -1).to(u.dtype)
+
+
+def random_rotation(n: int, seed: int = 0) -> torch.Tensor:
+    """A fixed (n, n) orthogonal matrix drawn uniformly over rotations.
+
+    The QR decomposition of a Gaussian matrix, with the signs of R's
+    diagonal moved into Q so that the draw is uniform (Haar) and the same
+    on every machine for a given seed.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    gaussian = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    q, r = torch.linalg.qr(gaussian)
+    return (q * torch.sign(torch.diagonal(r))).float()
+
+
+def binary_codes(model: nn.Module, u: torch.Tensor) -> torch.Tensor:
+    """The binary codes ``model`` gives its relaxed codes ``u`` (B, bits).
+
+    ``model.quantize`` when the model has one (HybridHash, which may rotate
+    before the sign), else the plain signs: the one place where encoding,
+    search and the widgets turn relaxed codes into bits.
+    """
+    quantize = getattr(model, "quantize", None)
+    return quantize(u) if callable(quantize) else binarize(u)
 
 
 def blockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -370,6 +396,8 @@ class HybridHash(nn.Module):
         self.levels = nn.Sequential(*levels)
         self.norm = LayerNorm2d(config.embed_dims[-1], eps=config.layer_norm_eps)
         self.hash_head = HashHead(config.embed_dims[-1], config.bits, b, config.interaction_heads)
+        # A buffer, so that checkpoints carry the exact matrix their codes were made with.
+        self.register_buffer("code_rotation", random_rotation(config.bits) if config.code_rotation else None)
         self.apply(_init_weights)
         for level in self.levels:
             trunc_normal_(level.pos_embed, std=0.02)
@@ -390,10 +418,29 @@ class HybridHash(nn.Module):
         """Relaxed codes in (-1, 1), the input of the loss."""
         return self.hash_head(self.forward_features(x))
 
+    def quantize(self, u: torch.Tensor) -> torch.Tensor:
+        """Binary codes in {-1, +1} of relaxed codes ``u`` (B, bits), in ``u``'s dtype.
+
+        The sign of ``u`` (the paper), or with ``config.code_rotation`` the
+        sign of ``u R`` for a fixed random rotation R. Training never sees R:
+        the likelihood scores relaxed codes, and the binary bank holds
+        sign(u). It matters when a model puts all of a class near one corner
+        of the cube, with the images it is unsure of only slightly off it:
+        their signs are the class's code, so a Hamming ranking meets the
+        whole class at one distance. In a random basis each bit is a random
+        hyperplane through the origin (SimHash, Charikar, STOC 2002), so the
+        Hamming distance between two codes estimates the angle between their
+        relaxed codes, and the images the model is less sure of are ranked
+        after the typical ones (docs/cpu_preset.md, section 6).
+        """
+        if self.code_rotation is None:
+            return binarize(u)
+        return binarize(u.float() @ self.code_rotation).to(u.dtype)
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Binary codes in {-1, +1} (float, sign of the relaxed code; 0 maps to +1)."""
-        return binarize(self(x))
+        """Binary codes in {-1, +1} (float; :meth:`quantize` of the relaxed codes)."""
+        return self.quantize(self(x))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

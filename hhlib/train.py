@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from hhlib.losses import WeightedLikelihoodLoss
 from hhlib.metrics import mean_average_precision, precision_within_radius
-from hhlib.model import HybridHash, HybridHashConfig, binarize
+from hhlib.model import HybridHash, HybridHashConfig, binary_codes
 
 __all__ = [
     "TrainConfig",
@@ -71,6 +71,7 @@ class TrainConfig:
     alpha: float = 0.5  # theta = alpha * u . U in the loss
     quantization: float = 0.0  # weight of the (u - sign u)^2 term; 0 is the paper's loss
     binary_bank: bool = False  # the loss's memory bank holds sign(u), not u (the paper)
+    smoothing: float = 0.0  # pairwise targets 1 - s/2 and s/2 instead of 1 and 0 (the paper)
     eval_every: int = 3  # epochs between mAP evaluations (the last epoch is always evaluated)
     amp: str = "auto"  # "auto" (bf16 or fp16 on CUDA, off on CPU), "bf16", "fp16" (CUDA only) or "off"
     channels_last: bool = True  # on CUDA only
@@ -137,6 +138,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
 
 
 @dataclass
@@ -248,7 +251,7 @@ def encode(model: nn.Module, dataset: Dataset, batch_size: int | None = None, de
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, dtype):
             u = model(images)
-        codes.append(binarize(u).to(torch.int8).cpu())
+        codes.append(binary_codes(model, u).to(torch.int8).cpu())
     model.train(was_training)
     return torch.cat(codes).numpy()
 
@@ -397,7 +400,8 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
     if device.type == "cuda" and config.channels_last:
         model.to(memory_format=torch.channels_last)
     criterion = WeightedLikelihoodLoss(len(data.train), data.num_classes, model.config.bits,
-                                       config.alpha, config.quantization, config.binary_bank).to(device)
+                                       config.alpha, config.quantization, config.binary_bank,
+                                       config.smoothing).to(device)
     loader_steps = math.ceil(len(data.train) / config.batch_size)
     optimizer = _optimizer(model, config)
     scheduler = _schedule(optimizer, config, loader_steps)

@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from hhlib.data import DATASETS
 from hhlib.data.transforms import TensorTransform, load_query_image
 from hhlib.index import HammingIndex
-from hhlib.model import binarize
+from hhlib.model import binary_codes
 from hhlib.train import encode
 from hhlib.viz.codes import plot_retrieval_grid
 
@@ -173,7 +173,7 @@ def _encode_one(model: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
         u = model(image.to(device))
     finally:
         torch.set_num_threads(threads)
-    return binarize(u).to(torch.int8).cpu().numpy()
+    return binary_codes(model, u).to(torch.int8).cpu().numpy()
 
 
 def database_index(model: torch.nn.Module, data, path: str | os.PathLike | None = None, progress: bool = True,

@@ -134,3 +134,45 @@ def test_binarize_maps_zero_to_plus_one_and_keeps_the_dtype():
     u = torch.tensor([-0.5, -0.0, 0.0, 1e-8, 0.7], dtype=torch.bfloat16)
     codes = binarize(u)
     assert codes.dtype == torch.bfloat16 and codes.tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_random_rotation_is_orthogonal_and_the_same_for_a_seed():
+    from hhlib.model import random_rotation
+    r = random_rotation(48)
+    assert r.shape == (48, 48) and r.dtype == torch.float32
+    assert torch.allclose(r @ r.T, torch.eye(48), atol=1e-5)
+    assert torch.equal(r, random_rotation(48)) and not torch.equal(r, random_rotation(48, seed=1))
+    with pytest.raises(ValueError, match="positive integer"):
+        random_rotation(0)
+
+
+def test_code_rotation_signs_the_rotated_relaxed_codes():
+    from hhlib.model import binary_codes
+    plain = HybridHash(small(img_size=32, patch_size=2)).eval()
+    assert plain.code_rotation is None and "code_rotation" not in plain.state_dict()
+    rotated = HybridHash(small(img_size=32, patch_size=2, code_rotation=True)).eval()
+    rotated.load_state_dict(plain.state_dict(), strict=False)  # same weights, same relaxed codes
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        u = rotated(x)
+        assert torch.equal(u, plain(x))
+    codes = rotated.encode(x)
+    assert torch.equal(codes, torch.where(u @ rotated.code_rotation >= 0, 1.0, -1.0))
+    assert not torch.equal(codes, plain.encode(x))
+    assert torch.equal(binary_codes(rotated, u), codes) and torch.equal(binary_codes(plain, u), plain.encode(x))
+    # a module without quantize gets the plain signs
+    assert torch.equal(binary_codes(torch.nn.Identity(), u), torch.where(u >= 0, 1.0, -1.0))
+    # the matrix travels with the weights
+    assert torch.equal(rotated.state_dict()["code_rotation"], rotated.code_rotation)
+
+
+def test_code_rotation_grades_codes_that_share_their_signs():
+    from hhlib.model import binarize
+    # two relaxed codes with the same signs: sure (all 0.9) and unsure (half the bits at 0.05)
+    rotated = HybridHash(small(img_size=32, patch_size=2, code_rotation=True, bits=64))
+    sure = torch.full((1, 64), 0.9)
+    unsure = sure.clone()
+    unsure[0, ::2] = 0.05
+    assert torch.equal(binarize(sure), binarize(unsure))  # the plain signs cannot tell them apart
+    a, b = rotated.quantize(sure), rotated.quantize(unsure)
+    assert 0 < int((a != b).sum()) < 32  # rotated, they lie about as far apart as their angle (42 degrees)

@@ -167,6 +167,18 @@ def test_encode_refuses_a_batch_size_below_one(fashion_subset):
         encode(tiny_model(), fashion_subset.query, batch_size=0, progress=False)
 
 
+def test_encode_signs_the_rotated_codes_of_a_model_with_code_rotation(fashion_subset):
+    from hhlib.train import encode
+    torch.manual_seed(0)
+    model = HybridHash(HybridHashConfig.cpu(bits=16, embed_dims=(16, 32, 64), num_heads=(2, 4, 8), depths=(1, 1, 1),
+                                            code_rotation=True)).eval()
+    codes = encode(model, fashion_subset.query, progress=False)
+    with torch.no_grad():
+        u = model(torch.stack([fashion_subset.query[i][0] for i in range(len(fashion_subset.query))]))
+    np.testing.assert_array_equal(codes, np.where((u @ model.code_rotation).numpy() >= 0, 1, -1))
+    assert (codes != np.where(u.numpy() >= 0, 1, -1)).any()
+
+
 def test_encode_in_bfloat16_on_a_cpu_when_asked(fashion_subset):
     from hhlib.train import encode
     model = tiny_model()
