@@ -127,6 +127,10 @@ class HybridHashConfig:
         Widths 32/64/128 (a quarter of NesT-B's) with one head per 32
         channels: on 2 cores the 64/128/256 variant (3.3 M) took 2.2x longer
         per epoch and learned no better per epoch (docs/cpu_preset.md).
+        Its binary codes are signs of randomly rotated relaxed codes
+        (``code_rotation``, see :meth:`HybridHash.quantize`): with the
+        smoothed targets of ``TrainConfig.cpu`` that took the preset from
+        mAP 0.824 to 0.839-0.845 (two seeds, docs/cpu_preset.md section 6).
         """
         defaults = dict(
             img_size=img_size,
@@ -135,6 +139,7 @@ class HybridHashConfig:
             num_heads=(1, 2, 4),
             depths=(1, 1, 2),
             drop_path_rate=0.1,
+            code_rotation=True,
         )
         defaults.update(overrides)
         return cls(bits=bits, **defaults)
