@@ -130,7 +130,8 @@ class HybridHashConfig:
         Its binary codes are signs of randomly rotated relaxed codes
         (``code_rotation``, see :meth:`HybridHash.quantize`): with the
         smoothed targets of ``TrainConfig.cpu`` that took the preset from
-        mAP 0.824 to 0.839-0.845 (two seeds, docs/cpu_preset.md section 6).
+        mAP 0.824 to 0.839-0.845 in two seeds of a proxy run and to 0.837 in
+        the full run (docs/cpu_preset.md section 6).
         """
         defaults = dict(
             img_size=img_size,
@@ -440,7 +441,8 @@ class HybridHash(nn.Module):
         """
         if self.code_rotation is None:
             return binarize(u)
-        return binarize(u.float() @ self.code_rotation).to(u.dtype)
+        # in float32 whatever u's dtype (autocast, or a model cast to bfloat16)
+        return binarize(u.float() @ self.code_rotation.float()).to(u.dtype)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

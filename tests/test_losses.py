@@ -150,14 +150,14 @@ def test_binary_bank_is_the_relaxed_loss_when_the_codes_are_already_binary():
 
 
 def test_smoothing_moves_the_pair_targets_off_zero_and_one():
-    # bank of 2 holding signs; theta = 0.5 * u . U: [1, -0.5] for the similar and the dissimilar pair
+    # bank of 2 holding signs: row 0 is written with sign(u) itself, row 1 holds the code of another class
     s = 0.1
     loss = WeightedLikelihoodLoss(num_train=2, num_classes=2, bits=2, binary_bank=True, smoothing=s)
     loss.U[1] = torch.tensor([1.0, -1.0])
     loss.Y[1] = torch.tensor([0.0, 1.0])
     u = torch.tensor([[1.0, -1.0]])
     value = loss(u, torch.tensor([[1.0, 0.0]]), torch.tensor([0])).item()
-    # row 0 of the bank is now sign(u) itself (similar, theta = 1); row 1 is dissimilar (theta = 1)
+    # theta = 0.5 * u . U = 1 for both: row 0 similar, row 1 dissimilar; one pair of each, two in all
     def nll(theta, target):
         return math.log1p(math.exp(theta)) - target * theta
     expected = (nll(1.0, 1 - s / 2) * 2 / 1 + nll(1.0, s / 2) * 2 / 1) / 2
@@ -169,7 +169,7 @@ def test_smoothing_moves_the_pair_targets_off_zero_and_one():
         (nll(1.0, 1) * 2 + nll(1.0, 0) * 2) / 2, abs=1e-6)
     theta = torch.tensor(10.0, requires_grad=True)
     pairwise_likelihood(theta, torch.tensor(1 - s / 2)).backward()
-    assert theta.grad > 0  # past logit(1 - s/2) = 3.0 the smoothed likelihood pushes theta back
+    assert theta.grad > 0  # past logit(1 - s/2) = 2.9 the smoothed likelihood pushes theta back
 
 
 def test_smoothing_outside_zero_to_one_raises():

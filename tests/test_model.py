@@ -176,3 +176,6 @@ def test_code_rotation_grades_codes_that_share_their_signs():
     assert torch.equal(binarize(sure), binarize(unsure))  # the plain signs cannot tell them apart
     a, b = rotated.quantize(sure), rotated.quantize(unsure)
     assert 0 < int((a != b).sum()) < 32  # rotated, they lie about as far apart as their angle (42 degrees)
+    # a model cast to bfloat16 still rotates (in float32) and keeps the codes' dtype
+    codes = rotated.to(torch.bfloat16).quantize(sure.bfloat16())
+    assert codes.dtype == torch.bfloat16 and set(codes.unique().tolist()) <= {-1.0, 1.0}

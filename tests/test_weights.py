@@ -30,6 +30,17 @@ def test_authors_weights_give_the_authors_output(reference):
     torch.testing.assert_close(out, reference["output"], atol=1e-6, rtol=0)
 
 
+def test_authors_weights_load_into_a_model_that_rotates_its_codes(reference):
+    config = HybridHashConfig(**reference["model_config"], drop_path_rate=0.0, code_rotation=True)
+    model = HybridHash(config).eval()
+    rotation = model.code_rotation.clone()
+    report = load_reference_weights(model, reference["state_dict"])
+    assert report.missing == [] and report.unexpected == []  # the rotation is no weight to load
+    assert torch.equal(model.code_rotation, rotation)
+    with torch.no_grad():
+        torch.testing.assert_close(model(reference["input"]), reference["output"], atol=1e-6, rtol=0)
+
+
 def test_authors_names_map_one_to_one(reference):
     names = [authors_to_hhlib(k) for k in reference["state_dict"] if not k.startswith("FcLayer")]
     assert None not in names and len(set(names)) == len(names)
