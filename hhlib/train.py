@@ -108,8 +108,9 @@ class TrainConfig:
         (``smoothing=0.03``): the codes then stay off tanh's flat ends, so
         the randomly rotated signs of ``HybridHashConfig.cpu`` can rank the
         images the model is less sure of after the typical ones (the full
-        run: 0.8236 to 0.8373; alone, smoothing or the rotation gained less). An exponential average of the weights (decay 0.998)
-        is what gets evaluated. Mid-run evaluation would cost as much as
+        run: 0.8236 to 0.8373; alone, smoothing or the rotation gained
+        less). An exponential average of the weights (decay 0.998) is what
+        gets evaluated. Mid-run evaluation would cost as much as
         several epochs (encoding 65,000 images), so the model is evaluated
         once, at the end.
         """
