@@ -1,6 +1,6 @@
 # hhlib: one virtual environment, a few jobs.
 #   make tutorial   set up, then execute the six notebooks headless on Fashion-MNIST (copies in runs/notebooks/)
-#   make test       set up, then run the tests and the notebooks in fast mode (nbval)
+#   make test       set up, then lint (ruff) and run the tests and the notebooks in fast mode (nbval)
 #   make lab        set up, then open JupyterLab on notebooks/
 #   make demo       set up, then train, evaluate, encode and search through the command line
 #   make notebooks  re-execute the notebooks in place (full mode) to refresh their committed outputs
@@ -13,7 +13,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 DEMO := runs/fashion-mnist-cpu
 
-.PHONY: setup data tutorial demo notebooks test lab bench clean
+.PHONY: setup data tutorial demo notebooks test lint lab bench clean
 
 setup: $(VENV)/.installed
 
@@ -47,8 +47,13 @@ demo: setup data
 	$(PY) -m hhlib encode --checkpoint $(DEMO)/bits64/checkpoint.pt --out $(DEMO)/database.npz
 	$(PY) -m hhlib search --index $(DEMO)/database.npz --query 0 -k 10
 
-test: setup data
+test: setup data lint
 	$(PY) -m pytest
+
+# ruff's lint and format checks (configured in pyproject.toml); `ruff format .` fixes the format.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 lab: setup data
 	$(VENV)/bin/jupyter lab notebooks/

@@ -40,8 +40,10 @@ def main() -> None:
     c = model.config
     images = torch.randn(args.images, c.in_chans, c.img_size, c.img_size)
     dataset = TensorDataset(images, torch.zeros(args.images, 1), torch.arange(args.images))
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} threads, "
-          f"{args.images} images of {c.img_size} px, {model.num_parameters() / 1e6:.2f} M parameters")
+    print(
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} threads, "
+        f"{args.images} images of {c.img_size} px, {model.num_parameters() / 1e6:.2f} M parameters"
+    )
 
     encode(model, dataset, device="cpu", progress=False)  # warm up both paths
     encode(model, dataset, device="cpu", amp="bf16", progress=False)
@@ -55,8 +57,10 @@ def main() -> None:
     rate = {amp: args.images / min(s) for amp, s in seconds.items()}
     for amp, r in rate.items():
         print(f"  {'float32' if amp == 'off' else 'bfloat16':8s} {r:8.0f} images/s (best of {args.rounds})")
-    print(f"  bfloat16 / float32: {rate['bf16'] / rate['off']:.2f}x; "
-          f"bits agreeing {np.mean(codes['bf16'] == codes['off']):.4f}")
+    print(
+        f"  bfloat16 / float32: {rate['bf16'] / rate['off']:.2f}x; "
+        f"bits agreeing {np.mean(codes['bf16'] == codes['off']):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -111,8 +111,10 @@ def bench_search(n_queries: int, n_items: int, k: int) -> None:
     print(f"(c) search, {n_queries:,} queries x {n_items:,} codes, 64 bits, k={k}")
     print(f"    faiss IndexBinaryFlat   {t_faiss:8.3f} s   (default: heap top-k)")
     print(f"      same, use_heap=False  {t_counting:8.3f} s   (counting top-k, what HammingIndex uses)")
-    print(f"    HammingIndex.search     {t_ours:8.3f} s   {t_faiss / t_ours:6.2f}x faiss' speed "
-          f"(same distances; ids ordered by (distance, id))")
+    print(
+        f"    HammingIndex.search     {t_ours:8.3f} s   {t_faiss / t_ours:6.2f}x faiss' speed "
+        f"(same distances; ids ordered by (distance, id))"
+    )
 
 
 def main() -> None:

@@ -48,12 +48,32 @@ def synthetic_data(preset: str, img_size: int, train_images: int, database_image
     pixels = torch.randint(0, 256, (n, channels, native, native), dtype=torch.uint8, generator=generator)
     classes = np.arange(n) % info.num_classes
     order = np.arange(n)
-    parts = {"train": order[:train_images], "query": order[train_images:train_images + 1],
-             "database": order[train_images + 1:]}
-    splits = build_splits(pixels, classes, info.num_classes, parts, img_size, augment=True, flip=info.flip,
-                          max_shift=round(info.shift * img_size))
-    return RetrievalData(f"synthetic {name}", splits["train"], splits["query"], splits["database"],
-                         info.num_classes, None, info.class_names, img_size, None)
+    parts = {
+        "train": order[:train_images],
+        "query": order[train_images : train_images + 1],
+        "database": order[train_images + 1 :],
+    }
+    splits = build_splits(
+        pixels,
+        classes,
+        info.num_classes,
+        parts,
+        img_size,
+        augment=True,
+        flip=info.flip,
+        max_shift=round(info.shift * img_size),
+    )
+    return RetrievalData(
+        f"synthetic {name}",
+        splits["train"],
+        splits["query"],
+        splits["database"],
+        info.num_classes,
+        None,
+        info.class_names,
+        img_size,
+        None,
+    )
 
 
 def _rate(images_per_second: float) -> str:
@@ -62,16 +82,24 @@ def _rate(images_per_second: float) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=("paper", "cpu"), default="paper",
-                        help="model and recipe: HybridHashConfig/TrainConfig .paper() or .cpu() (default: paper)")
+    parser.add_argument(
+        "--preset",
+        choices=("paper", "cpu"),
+        default="paper",
+        help="model and recipe: HybridHashConfig/TrainConfig .paper() or .cpu() (default: paper)",
+    )
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default: auto)")
     parser.add_argument("--bits", type=int, default=64, help="code length (default: 64)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of fit; the first is not counted (default: 3)")
     parser.add_argument("--train-images", type=int, default=8192, help="images per training epoch (default: 8192)")
     parser.add_argument("--encode-images", type=int, default=8192, help="images per timed encoding (default: 8192)")
     parser.add_argument("--batch-size", type=int, help="training batch (default: the recipe's)")
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
-                        help="precision of training and encoding (default: auto, the recipe's)")
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "fp16", "off"),
+        default="auto",
+        help="precision of training and encoding (default: auto, the recipe's)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training (CUDA)")
     parser.add_argument("--threads", type=int, help="torch threads on a CPU (default: torch's)")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -94,11 +122,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = HybridHash(model_config)
     c = model_config
     data = synthetic_data(args.preset, c.img_size, args.train_images, args.encode_images)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)")
-    print(f"{args.preset} preset: {c.img_size} px, {model.num_parameters() / 1e6:.1f} M parameters, "
-          f"{args.bits} bits, batch {config.batch_size}, amp {config.amp}, compile {config.compile}; {name}",
-          flush=True)
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (f"CPU ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)")
+    )
+    print(
+        f"{args.preset} preset: {c.img_size} px, {model.num_parameters() / 1e6:.1f} M parameters, "
+        f"{args.bits} bits, batch {config.batch_size}, amp {config.amp}, compile {config.compile}; {name}",
+        flush=True,
+    )
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -122,15 +155,24 @@ def main(argv: list[str] | None = None) -> dict:
     encode_rate = len(data.database) / min(seconds)
 
     result = {
-        "preset": args.preset, "device": name, "img_size": c.img_size, "bits": args.bits,
-        "parameters": model.num_parameters(), "batch_size": config.batch_size, "amp": config.amp,
-        "compile": config.compile, "train_images_per_second": train_rate,
-        "first_epoch_seconds": first, "encode_images_per_second": encode_rate,
+        "preset": args.preset,
+        "device": name,
+        "img_size": c.img_size,
+        "bits": args.bits,
+        "parameters": model.num_parameters(),
+        "batch_size": config.batch_size,
+        "amp": config.amp,
+        "compile": config.compile,
+        "train_images_per_second": train_rate,
+        "first_epoch_seconds": first,
+        "encode_images_per_second": encode_rate,
     }
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    print(f"  training  {_rate(train_rate)} images/s (epochs 2-{args.epochs} of {len(data.train)} images; "
-          f"the first took {first:.1f} s)")
+    print(
+        f"  training  {_rate(train_rate)} images/s (epochs 2-{args.epochs} of {len(data.train)} images; "
+        f"the first took {first:.1f} s)"
+    )
     print(f"  encoding  {_rate(encode_rate)} images/s (best of 3, {len(data.database)} images)")
     if "peak_memory_gib" in result:
         print(f"  peak GPU memory {result['peak_memory_gib']:.1f} GiB")

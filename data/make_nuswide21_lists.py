@@ -27,8 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and write the lists."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("label_file", type=Path, help="all images, 'path l1 ... l21' per line")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "nuswide_21",
-                        help="output folder (default: data/nuswide_21)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "nuswide_21",
+        help="output folder (default: data/nuswide_21)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     args = parser.parse_args(argv)
     split = make_split_lists(args.label_file, args.out, "nuswide_21", args.seed)

@@ -32,54 +32,88 @@ class _Parser(argparse.ArgumentParser):
 
 
 AMP = ("auto", "bf16", "fp16", "off")
-AMP_ENCODE_HELP = ("precision of encoding (default: auto, bf16 or fp16 on CUDA, float32 on a CPU; bf16 on a CPU "
-                   "with AVX-512 BF16 or AMX encoded 1.6x faster on the project's machine; fp16 needs CUDA)")
+AMP_ENCODE_HELP = (
+    "precision of encoding (default: auto, bf16 or fp16 on CUDA, float32 on a CPU; bf16 on a CPU "
+    "with AVX-512 BF16 or AMX encoded 1.6x faster on the project's machine; fp16 needs CUDA)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m hhlib", description="HybridHash deep hashing: train, evaluate, encode, search.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train one model per code length",
-                                description="Train HybridHash on a dataset, one model per --bits value. "
-                                "Writes OUT/bits{B}/checkpoint.pt (after every epoch) and OUT/bits{B}/metrics.json.")
+    train = commands.add_parser(
+        "train",
+        help="train one model per code length",
+        description="Train HybridHash on a dataset, one model per --bits value. "
+        "Writes OUT/bits{B}/checkpoint.pt (after every epoch) and OUT/bits{B}/metrics.json.",
+    )
     train.add_argument("--dataset", required=True, help="a name from hhlib.data.DATASETS, e.g. fashion-mnist, cifar10")
-    train.add_argument("--bits", type=int, nargs="+", default=[64], metavar="B",
-                       help="code lengths to train, each a separate model (default: 64)")
-    train.add_argument("--preset", choices=PRESETS, default="cpu",
-                       help="cpu: 0.83 M-parameter model at 32 px from scratch; paper: the paper's 224 px model "
-                       "and recipe from ImageNet NesT-B (default: cpu)")
+    train.add_argument(
+        "--bits",
+        type=int,
+        nargs="+",
+        default=[64],
+        metavar="B",
+        help="code lengths to train, each a separate model (default: 64)",
+    )
+    train.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="cpu",
+        help="cpu: 0.83 M-parameter model at 32 px from scratch; paper: the paper's 224 px model "
+        "and recipe from ImageNet NesT-B (default: cpu)",
+    )
     train.add_argument("--epochs", type=int, help="epochs (default: the preset's, 60 for cpu, 15 for paper)")
     train.add_argument("--out", type=Path, help="output folder (default: runs/DATASET-PRESET)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from OUT/bits{B}/checkpoint.pt where one exists; finished runs are skipped")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/bits{B}/checkpoint.pt where one exists; finished runs are skipped",
+    )
     _common(train)
     train.add_argument("--split-seed", type=int, default=0, help="seed of the query/train/database split (default: 0)")
     train.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
-    train.add_argument("--batch-size", type=int, help="training batch size (default: the preset's, 32 for cpu, 64 for paper)")
+    train.add_argument(
+        "--batch-size", type=int, help="training batch size (default: the preset's, 32 for cpu, 64 for paper)"
+    )
     train.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     train.add_argument("--eval-every", type=int, help="epochs between mAP evaluations (default: the preset's)")
-    train.add_argument("--pretrained", default="auto", metavar="auto|none|PATH",
-                       help="NesT-B initialisation for the paper preset: auto downloads it through timm, "
-                       "PATH loads a saved state_dict, none trains from scratch (default: auto; ignored by cpu)")
-    train.add_argument("--amp", choices=AMP, default="auto",
-                       help="mixed precision (default: auto, bf16 or fp16 on CUDA, float32 on a CPU, where "
-                       "bf16 trained 1.3x slower on the project's machine; fp16 needs CUDA)")
+    train.add_argument(
+        "--pretrained",
+        default="auto",
+        metavar="auto|none|PATH",
+        help="NesT-B initialisation for the paper preset: auto downloads it through timm, "
+        "PATH loads a saved state_dict, none trains from scratch (default: auto; ignored by cpu)",
+    )
+    train.add_argument(
+        "--amp",
+        choices=AMP,
+        default="auto",
+        help="mixed precision (default: auto, bf16 or fp16 on CUDA, float32 on a CPU, where "
+        "bf16 trained 1.3x slower on the project's machine; fp16 needs CUDA)",
+    )
     train.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     train.add_argument("--limit", type=int, help="keep only the first N items of each split (smoke runs)")
 
-    evaluate = commands.add_parser("evaluate", help="mAP@K, P@K and precision within radius 2 of a checkpoint",
-                                   description="Encode the query and database splits of the checkpoint's dataset "
-                                   "and print the retrieval metrics; also written as JSON.")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="mAP@K, P@K and precision within radius 2 of a checkpoint",
+        description="Encode the query and database splits of the checkpoint's dataset "
+        "and print the retrieval metrics; also written as JSON.",
+    )
     evaluate.add_argument("--checkpoint", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, help="JSON file (default: evaluation.json next to the checkpoint)")
     _common(evaluate)
     evaluate.add_argument("--amp", choices=AMP, default="auto", help=AMP_ENCODE_HELP)
     evaluate.add_argument("--limit", type=int, help="keep only the first N items of each split")
 
-    encode = commands.add_parser("encode", help="write the packed codes of a split into a HammingIndex file",
-                                 description="Encode one split of the checkpoint's dataset and save the codes "
-                                 "as a HammingIndex (.npz) for `search`.")
+    encode = commands.add_parser(
+        "encode",
+        help="write the packed codes of a split into a HammingIndex file",
+        description="Encode one split of the checkpoint's dataset and save the codes "
+        "as a HammingIndex (.npz) for `search`.",
+    )
     encode.add_argument("--checkpoint", type=Path, required=True)
     encode.add_argument("--split", choices=("database", "query", "train"), default="database")
     encode.add_argument("--out", type=Path, required=True, help="the index file to write (.npz)")
@@ -87,14 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--amp", choices=AMP, default="auto", help=AMP_ENCODE_HELP)
     encode.add_argument("--limit", type=int, help="keep only the first N items of each split")
 
-    search = commands.add_parser("search", help="the nearest codes to an image's code",
-                                 description="Encode an image with the index's model and list the k nearest "
-                                 "items of the index by Hamming distance.")
+    search = commands.add_parser(
+        "search",
+        help="the nearest codes to an image's code",
+        description="Encode an image with the index's model and list the k nearest "
+        "items of the index by Hamming distance.",
+    )
     search.add_argument("--index", type=Path, required=True, help="a file written by `encode`")
     query = search.add_mutually_exclusive_group(required=True)
     query.add_argument("--image", type=Path, help="the query image")
-    query.add_argument("--query", type=int, metavar="N",
-                       help="use item N of the query split of the index's dataset instead of an image file")
+    query.add_argument(
+        "--query",
+        type=int,
+        metavar="N",
+        help="use item N of the query split of the index's dataset instead of an image file",
+    )
     search.add_argument("-k", type=int, default=10, help="results to show (default: 10)")
     search.add_argument("--checkpoint", type=Path, help="the model (default: the one the index was made with)")
     search.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -122,12 +163,15 @@ def cmd_train(args) -> None:
     # The paper augments the list datasets (random crop + flip) but not CIFAR-10.
     augment = args.preset == "cpu" or not args.dataset.startswith("cifar10")
     started = time.perf_counter()
-    data = get_dataset(args.dataset, root=args.root, split_seed=args.split_seed, img_size=img_size,
-                       limit=args.limit, augment=augment)
+    data = get_dataset(
+        args.dataset, root=args.root, split_seed=args.split_seed, img_size=img_size, limit=args.limit, augment=augment
+    )
     load_seconds = time.perf_counter() - started
     _say(args, f"{data}; training on {device}")
     # NesT-B initialisation belongs to the paper preset; the cpu preset trains from scratch.
-    pretrained = nest_initialiser(args.pretrained, say=lambda text: _say(args, text)) if args.preset == "paper" else None
+    pretrained = (
+        nest_initialiser(args.pretrained, say=lambda text: _say(args, text)) if args.preset == "paper" else None
+    )
     for bits in args.bits:
         run_dir = out / f"bits{bits}"
         metrics_path = run_dir / "metrics.json"
@@ -135,16 +179,31 @@ def cmd_train(args) -> None:
             _say(args, f"{metrics_path} exists: bits={bits} is done, skipping")
             continue
         _, metrics = train_run(
-            data, bits, args.preset, run_dir, resume=args.resume, device=device, progress=not args.quiet,
-            seed=args.seed, pretrained=pretrained, load_seconds=load_seconds,
+            data,
+            bits,
+            args.preset,
+            run_dir,
+            resume=args.resume,
+            device=device,
+            progress=not args.quiet,
+            seed=args.seed,
+            pretrained=pretrained,
+            load_seconds=load_seconds,
             meta={"split_seed": args.split_seed, "limit": args.limit},
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-            amp=args.amp, compile=args.compile, num_workers=args.workers,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            eval_every=args.eval_every,
+            amp=args.amp,
+            compile=args.compile,
+            num_workers=args.workers,
         )
         load_seconds = 0.0
-        print(f"bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, precision within radius 2 "
-              f"{metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
-              f"total {metrics['total_seconds']:.0f} s -> {metrics_path}")
+        print(
+            f"bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, precision within radius 2 "
+            f"{metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
+            f"total {metrics['total_seconds']:.0f} s -> {metrics_path}"
+        )
 
 
 # --------------------------------------------------------------------------- evaluate, encode, search
@@ -157,8 +216,13 @@ def _restore(args):
 
     model, state = load_model(args.checkpoint)
     limit = args.limit if args.limit is not None else state.get("limit")
-    data = get_dataset(state["dataset"], root=args.root, split_seed=state.get("split_seed", 0),
-                       img_size=model.config.img_size, limit=limit)
+    data = get_dataset(
+        state["dataset"],
+        root=args.root,
+        split_seed=state.get("split_seed", 0),
+        img_size=model.config.img_size,
+        limit=limit,
+    )
     return model, state, data
 
 
@@ -201,8 +265,15 @@ def cmd_encode(args) -> None:
 
     model, state, data = _restore(args)
     split = getattr(data, args.split)
-    codes = encode(model, split, device=args.device, progress=not args.quiet, num_workers=args.workers,
-                   amp=args.amp, desc=f"encode {args.split}")
+    codes = encode(
+        model,
+        split,
+        device=args.device,
+        progress=not args.quiet,
+        num_workers=args.workers,
+        amp=args.amp,
+        desc=f"encode {args.split}",
+    )
     index = HammingIndex(model.config.bits)
     index.add(codes)
     index.metadata = {
@@ -238,12 +309,20 @@ def cmd_search(args) -> None:
         raise UserError(f"the model makes {model.config.bits}-bit codes, the index holds {index.bits}-bit codes")
     if args.image is not None:
         info = DATASETS.get(meta.get("dataset"))
-        image = load_query_image(args.image, model.config.img_size, grey=bool(info and info.grey),
-                                 list_file=bool(info and info.loader is None))
+        image = load_query_image(
+            args.image,
+            model.config.img_size,
+            grey=bool(info and info.grey),
+            list_file=bool(info and info.loader is None),
+        )
         name = str(args.image)
     else:
-        data = get_dataset(meta["dataset"], split_seed=meta.get("split_seed", 0), img_size=model.config.img_size,
-                           limit=meta.get("limit"))
+        data = get_dataset(
+            meta["dataset"],
+            split_seed=meta.get("split_seed", 0),
+            img_size=model.config.img_size,
+            limit=meta.get("limit"),
+        )
         if not 0 <= args.query < len(data.query):
             raise UserError(f"--query must lie in [0, {len(data.query)}), got {args.query}")
         image, label, _ = data.query[args.query]
@@ -254,8 +333,10 @@ def cmd_search(args) -> None:
         code = model.to(device).encode(image.to(device)).cpu()
     distances, ids = index.search(code, args.k)
     labels, names = meta.get("labels"), meta.get("class_names")
-    print(f"{name}: {min(args.k, len(index))} nearest of {len(index)} ({meta.get('dataset', '?')} "
-          f"{meta.get('split', '')})")
+    print(
+        f"{name}: {min(args.k, len(index))} nearest of {len(index)} ({meta.get('dataset', '?')} "
+        f"{meta.get('split', '')})"
+    )
     print(f"{'rank':>4} {'id':>8} {'distance':>8}  class")
     for rank, (i, d) in enumerate(zip(ids[0].tolist(), distances[0].tolist()), 1):
         label = names[labels[i]] if labels and names else ""

@@ -82,8 +82,9 @@ class LinearHash:
         """
         pixels = _check_pixels(pixels)
         if pixels.shape[1] != len(self.mean):
-            raise ValueError(f"{self.name} was fitted on {len(self.mean)} pixel values per image, "
-                             f"got {pixels.shape[1]}")
+            raise ValueError(
+                f"{self.name} was fitted on {len(self.mean)} pixel values per image, got {pixels.shape[1]}"
+            )
         codes = np.empty((len(pixels), self.bits), np.int8)
         with threadpool_limits(limits=1, user_api="blas"):  # see fit_pcah
             for start in range(0, len(pixels), batch_size):
@@ -184,8 +185,9 @@ def split_pixels(split, grey: bool = False) -> np.ndarray:
         images = images[..., :1] if grey else np.broadcast_to(images, (*images.shape[:3], 3))
         return images.reshape(len(images), -1).astype(np.float32) / 255.0
     if hasattr(split, "raw_image"):
-        pixels = np.stack([split.raw_image(i)[:, :, :1] if grey else split.raw_image(i)
-                           for i in range(len(split))])  # (N, H, W, C)
+        pixels = np.stack(
+            [split.raw_image(i)[:, :, :1] if grey else split.raw_image(i) for i in range(len(split))]
+        )  # (N, H, W, C)
         return pixels.reshape(len(pixels), -1).astype(np.float32) / 255.0
     rows = []
     for i in range(len(split)):

@@ -84,9 +84,7 @@ def _check_packed(array: np.ndarray, bits: int | None, name: str) -> tuple[np.nd
     word_bytes = array.dtype.itemsize
     bits = 8 * word_bytes * array.shape[1] if bits is None else int(bits)
     if array.shape[1] != -(-bits // (8 * word_bytes)):
-        raise ValueError(
-            f"{name} holds {array.shape[1]} {array.dtype} words per code, which does not fit bits={bits}"
-        )
+        raise ValueError(f"{name} holds {array.shape[1]} {array.dtype} words per code, which does not fit bits={bits}")
     nbytes = -(-bits // 8)
     packed = np.ascontiguousarray(array).view(np.uint8)
     unused = (1 << (8 * nbytes - bits)) - 1  # np.packbits pads the last byte's low bits with 0

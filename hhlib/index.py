@@ -68,8 +68,9 @@ def _faiss() -> Any:
     return faiss
 
 
-def _split_by_query(query: np.ndarray, dist: np.ndarray, ids: np.ndarray, n_queries: int,
-                    bits: int, n_items: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _split_by_query(
+    query: np.ndarray, dist: np.ndarray, ids: np.ndarray, n_queries: int, bits: int, n_items: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Group (query, distance, id) triples into per-query lists sorted by (distance, id)."""
     id_bits = id_shift(n_items)
     dist_bits = bits.bit_length()
@@ -188,15 +189,18 @@ class HammingIndex:
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:
-            parts = map_blocks(lambda rows: index.search(queries[rows], k), len(queries),
-                               max(1, -(-len(queries) // threads)))
+            parts = map_blocks(
+                lambda rows: index.search(queries[rows], k), len(queries), max(1, -(-len(queries) // threads))
+            )
         finally:
             faiss.omp_set_num_threads(threads)
         dist = np.concatenate([d for d, _ in parts])
         ids = np.concatenate([i for _, i in parts])
         return dist.astype(np.int32, copy=False), ids
 
-    def range_search(self, query_codes: Any, radius: int, *, backend: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
+    def range_search(
+        self, query_codes: Any, radius: int, *, backend: str = "auto"
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """All codes within Hamming distance ``radius`` (inclusive) of each query.
 
         Args:
@@ -216,8 +220,9 @@ class HammingIndex:
             raise ValueError(f"radius must be an integer in 0..{self.bits}, got {radius!r}")
         radius = int(radius)
         substring = self.bits // (radius + 1)
-        backend = self._pick(backend, ("numpy", "faiss", "faiss-hash"), faiss_ok=True,
-                             prefer_hash=substring >= _MIN_HASH_BITS)
+        backend = self._pick(
+            backend, ("numpy", "faiss", "faiss-hash"), faiss_ok=True, prefer_hash=substring >= _MIN_HASH_BITS
+        )
         if backend == "faiss-hash" and substring < 1:
             raise ValueError(f"faiss-hash needs bits // (radius + 1) >= 1, got {self.bits} // {radius + 1}")
         if backend == "numpy":
@@ -261,8 +266,13 @@ class HammingIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
-            np.savez(f, format_version=np.int64(FORMAT_VERSION), bits=np.int64(self.bits), codes=self.codes,
-                     metadata=np.array(json.dumps(self.metadata)))
+            np.savez(
+                f,
+                format_version=np.int64(FORMAT_VERSION),
+                bits=np.int64(self.bits),
+                codes=self.codes,
+                metadata=np.array(json.dumps(self.metadata)),
+            )
         return path
 
     @classmethod

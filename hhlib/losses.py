@@ -59,8 +59,16 @@ class WeightedLikelihoodLoss(nn.Module):
     ``theta = 0``, as in the authors' code.
     """
 
-    def __init__(self, num_train: int, num_classes: int, bits: int, alpha: float = 0.5,
-                 quantization: float = 0.0, binary_bank: bool = False, smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_train: int,
+        num_classes: int,
+        bits: int,
+        alpha: float = 0.5,
+        quantization: float = 0.0,
+        binary_bank: bool = False,
+        smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         for name, value in (("num_train", num_train), ("num_classes", num_classes), ("bits", bits)):
             if not isinstance(value, int) or value < 1:
@@ -96,9 +104,7 @@ class WeightedLikelihoodLoss(nn.Module):
         positives = similar.sum()
         negatives = total - positives
         # clamp: a batch with no positive (or no negative) pair has nothing to weigh there
-        weight = torch.where(
-            similar > 0, total / positives.clamp(min=1), total / negatives.clamp(min=1)
-        )
+        weight = torch.where(similar > 0, total / positives.clamp(min=1), total / negatives.clamp(min=1))
         loss = (weight * nll).sum() / total
         if self.quantization:
             loss = loss + self.quantization * (u - u.detach().sign()).pow(2).mean()
@@ -110,9 +116,7 @@ class WeightedLikelihoodLoss(nn.Module):
         if u.ndim != 2 or u.shape[1] != bits:
             raise ValueError(f"u must have shape (B, {bits}), got {tuple(u.shape)}")
         if y.ndim != 2 or y.shape != (u.shape[0], num_classes):
-            raise ValueError(
-                f"y must have shape ({u.shape[0]}, {num_classes}) to match u, got {tuple(y.shape)}"
-            )
+            raise ValueError(f"y must have shape ({u.shape[0]}, {num_classes}) to match u, got {tuple(y.shape)}")
         if ind.ndim != 1 or ind.shape[0] != u.shape[0]:
             raise ValueError(f"ind must have shape ({u.shape[0]},), got {tuple(ind.shape)}")
         if len(ind) and (int(ind.min()) < 0 or int(ind.max()) >= num_train):
@@ -123,5 +127,7 @@ class WeightedLikelihoodLoss(nn.Module):
 
     def extra_repr(self) -> str:
         num_train, bits = self.U.shape
-        return (f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}, "
-                f"quantization={self.quantization}, binary_bank={self.binary_bank}, smoothing={self.smoothing}")
+        return (
+            f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}, "
+            f"quantization={self.quantization}, binary_bank={self.binary_bank}, smoothing={self.smoothing}"
+        )

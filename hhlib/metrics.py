@@ -305,8 +305,9 @@ def _log_factorials(n: int) -> np.ndarray:
     return np.array([math.lgamma(i + 1.0) for i in range(n + 1)])
 
 
-def _expected_precision_sum(n: np.ndarray, r: np.ndarray, n_before: np.ndarray, r_before: np.ndarray,
-                            harmonic: np.ndarray) -> np.ndarray:
+def _expected_precision_sum(
+    n: np.ndarray, r: np.ndarray, n_before: np.ndarray, r_before: np.ndarray, harmonic: np.ndarray
+) -> np.ndarray:
     """Expected sum of precision@rank over the relevant items of a shuffled group (integer arrays in).
 
     A group of n items, r of them relevant, fills ranks n_before + 1 ..
@@ -327,8 +328,9 @@ def _expected_precision_sum(n: np.ndarray, r: np.ndarray, n_before: np.ndarray, 
     return r * slope + share * (r_before + 1 - slope * (n_before + 1)) * harmonic_gap
 
 
-def _hypergeometric_pmf(x: np.ndarray, population: np.ndarray, successes: np.ndarray, draws: np.ndarray,
-                        log_factorial: np.ndarray) -> np.ndarray:
+def _hypergeometric_pmf(
+    x: np.ndarray, population: np.ndarray, successes: np.ndarray, draws: np.ndarray, log_factorial: np.ndarray
+) -> np.ndarray:
     """P(X = x) for X the number of successes in ``draws`` draws without replacement."""
 
     def log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -356,8 +358,9 @@ def _expected_average_precision(counts: _Counts, k: int) -> np.ndarray:
     harmonic = _harmonic_numbers(int(counts.items[0].sum()))
     cut = counts.cut(k)
     above = np.arange(width) < cut.group[:, None]  # (Q, V): groups wholly in the top K
-    s_above = _expected_precision_sum(counts.items, counts.relevant, counts.items_before, counts.relevant_before,
-                                      harmonic)
+    s_above = _expected_precision_sum(
+        counts.items, counts.relevant, counts.items_before, counts.relevant_before, harmonic
+    )
     s_above = np.where(above, s_above, 0).sum(axis=1)
 
     # all (query, x) pairs, flattened: x from max(0, m - irrelevant items in the group) to min(m, r_t)
@@ -366,11 +369,11 @@ def _expected_average_precision(counts: _Counts, k: int) -> np.ndarray:
     query = np.repeat(np.arange(n_queries), n_x)
     x = x_low[query] + np.arange(n_x.sum()) - np.repeat(np.cumsum(n_x) - n_x, n_x)
 
-    p = _hypergeometric_pmf(x, cut.size[query], cut.relevant[query], cut.taken[query],
-                            _log_factorials(int(cut.size.max())))
+    p = _hypergeometric_pmf(
+        x, cut.size[query], cut.relevant[query], cut.taken[query], _log_factorials(int(cut.size.max()))
+    )
     p /= np.bincount(query, weights=p, minlength=n_queries)[query]  # guard against rounding
-    s_cut = _expected_precision_sum(cut.taken[query], x, cut.items_before[query], cut.relevant_before[query],
-                                    harmonic)
+    s_cut = _expected_precision_sum(cut.taken[query], x, cut.items_before[query], cut.relevant_before[query], harmonic)
     hits = cut.relevant_before[query] + x  # R_K given X = x
     ap = np.divide(s_above[query] + s_cut, hits, out=np.zeros(len(x)), where=hits > 0)
     return np.bincount(query, weights=p * ap, minlength=n_queries)

@@ -72,9 +72,7 @@ class HybridHashConfig:
             for value in getattr(self, name):
                 positive_int(f"every entry of {name}", value)
         if self.img_size % self.patch_size:
-            raise ValueError(
-                f"img_size={self.img_size} is not divisible by patch_size={self.patch_size}"
-            )
+            raise ValueError(f"img_size={self.img_size} is not divisible by patch_size={self.patch_size}")
         grid, factor = self.grid_size, 2 ** (self.num_levels - 1)
         if grid % factor:
             raise ValueError(
@@ -83,16 +81,13 @@ class HybridHashConfig:
             )
         for level, (dim, heads) in enumerate(zip(self.embed_dims, self.num_heads)):
             if dim % heads:
-                raise ValueError(
-                    f"embed_dims[{level}]={dim} is not divisible by num_heads[{level}]={heads}"
-                )
+                raise ValueError(f"embed_dims[{level}]={dim} is not divisible by num_heads[{level}]={heads}")
         # The interaction modules (levels >= 1) and the hash head attend with
         # interaction_heads over the channels of their level.
         for level, dim in enumerate(self.embed_dims):
             if (level > 0 or self.num_levels == 1) and dim % self.interaction_heads:
                 raise ValueError(
-                    f"embed_dims[{level}]={dim} is not divisible by "
-                    f"interaction_heads={self.interaction_heads}"
+                    f"embed_dims[{level}]={dim} is not divisible by interaction_heads={self.interaction_heads}"
                 )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
@@ -114,12 +109,12 @@ class HybridHashConfig:
         return self.grid_size // 2 ** (self.num_levels - 1)
 
     @classmethod
-    def paper(cls, bits: int = 64, **overrides) -> "HybridHashConfig":
+    def paper(cls, bits: int = 64, **overrides) -> HybridHashConfig:
         """The paper's model: 224 px, NesT-B widths, 55.6 M parameters at 64 bits."""
         return cls(bits=bits, **overrides)
 
     @classmethod
-    def cpu(cls, bits: int = 64, img_size: int = 32, **overrides) -> "HybridHashConfig":
+    def cpu(cls, bits: int = 64, img_size: int = 32, **overrides) -> HybridHashConfig:
         """A 0.83 M-parameter model for 28-32 px images that trains on a laptop CPU.
 
         Patch 2 on 32 px gives a 16x16 map and blocks of 4x4 tokens: level 0
@@ -231,9 +226,7 @@ class Attention(nn.Module):
 class TransformerLayer(nn.Module):
     """Pre-norm transformer layer applied to every block independently."""
 
-    def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, eps: float
-    ) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, eps: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, qkv_bias=True)
@@ -276,9 +269,7 @@ class GlobalAttention(nn.Module):
         # flattened (C, H/b, W/b) memory. Their checkpoints depend on it.
         tokens = pooled.reshape(B, -1, C) + self.pos_embed  # (B, T, C)
         tokens = self.attn(tokens).transpose(1, 2).reshape(B, C, *grid)
-        return F.interpolate(
-            tokens, scale_factor=self.block_size, mode="bilinear", align_corners=False
-        )  # (B, C, H, W)
+        return F.interpolate(tokens, scale_factor=self.block_size, mode="bilinear", align_corners=False)  # (B, C, H, W)
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -296,9 +287,7 @@ class InteractionModule(nn.Module):
     global branch carries context between all blocks.
     """
 
-    def __init__(
-        self, in_dim: int, out_dim: int, num_tokens: int, block_size: int, num_heads: int, eps: float
-    ) -> None:
+    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, block_size: int, num_heads: int, eps: float) -> None:
         super().__init__()
         self.local_conv = nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1)
         self.global_conv = nn.Conv2d(in_dim, out_dim, kernel_size=1, bias=False)
@@ -395,9 +384,7 @@ class HybridHash(nn.Module):
         rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
         levels, prev_dim, start = [], None, 0
         for i, (dim, heads, depth) in enumerate(zip(config.embed_dims, config.num_heads, config.depths)):
-            levels.append(
-                Level(dim, heads, depth, 4 ** (L - 1 - i), b, rates[start : start + depth], config, prev_dim)
-            )
+            levels.append(Level(dim, heads, depth, 4 ** (L - 1 - i), b, rates[start : start + depth], config, prev_dim))
             prev_dim, start = dim, start + depth
         self.levels = nn.Sequential(*levels)
         self.norm = LayerNorm2d(config.embed_dims[-1], eps=config.layer_norm_eps)
@@ -413,8 +400,7 @@ class HybridHash(nn.Module):
         c = self.config
         if x.ndim != 4 or tuple(x.shape[1:]) != (c.in_chans, c.img_size, c.img_size):
             raise ValueError(
-                f"this HybridHash expects (B, {c.in_chans}, {c.img_size}, {c.img_size}) images, "
-                f"got {tuple(x.shape)}"
+                f"this HybridHash expects (B, {c.in_chans}, {c.img_size}, {c.img_size}) images, got {tuple(x.shape)}"
             )
         x = self.patch_embed(x)  # (B, C0, G, G)
         x = self.levels(x)  # (B, C_last, b, b)

@@ -43,8 +43,9 @@ def preset_configs(preset: str, bits: int, **train_overrides) -> tuple[HybridHas
     return HybridHashConfig.paper(bits=bits), TrainConfig.paper(**overrides)
 
 
-def nest_initialiser(source: str | os.PathLike = "auto",
-                     say: Callable[[str], None] = print) -> Callable[[HybridHash], str | None]:
+def nest_initialiser(
+    source: str | os.PathLike = "auto", say: Callable[[str], None] = print
+) -> Callable[[HybridHash], str | None]:
     """What ``train_run(pretrained=...)`` takes: start the paper preset from ImageNet NesT-B.
 
     Args:
@@ -63,8 +64,11 @@ def nest_initialiser(source: str | os.PathLike = "auto",
             try:
                 report = load_nest_weights(model)
             except RuntimeError as error:
-                print(f"warning: {str(error).splitlines()[0]} Training from scratch; pass a saved copy "
-                      "(--pretrained PATH) to start from ImageNet.", file=sys.stderr)
+                print(
+                    f"warning: {str(error).splitlines()[0]} Training from scratch; pass a saved copy "
+                    "(--pretrained PATH) to start from ImageNet.",
+                    file=sys.stderr,
+                )
                 return None
             name = "nest_base_jx.goog_in1k"
         else:
@@ -76,9 +80,22 @@ def nest_initialiser(source: str | os.PathLike = "auto",
     return initialise
 
 
-def train_run(data, bits: int, preset: str, run_dir: str | os.PathLike, *, resume: bool = True,
-              device=None, progress: bool = True, seed: int = 0, pretrained=None, meta: dict | None = None,
-              on_epoch=None, load_seconds: float = 0.0, **train_overrides) -> tuple[HybridHash, dict]:
+def train_run(
+    data,
+    bits: int,
+    preset: str,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = True,
+    device=None,
+    progress: bool = True,
+    seed: int = 0,
+    pretrained=None,
+    meta: dict | None = None,
+    on_epoch=None,
+    load_seconds: float = 0.0,
+    **train_overrides,
+) -> tuple[HybridHash, dict]:
     """Train one model into ``run_dir`` and write ``metrics.json`` there.
 
     Args:
@@ -100,14 +117,24 @@ def train_run(data, bits: int, preset: str, run_dir: str | os.PathLike, *, resum
     start = time.perf_counter()
     model_config, train_config = preset_configs(preset, bits, seed=seed, **train_overrides)
     if model_config.img_size != data.img_size:
-        raise ValueError(f"the {preset} preset takes {model_config.img_size} px images; "
-                         f"the data was loaded at {data.img_size} px")
+        raise ValueError(
+            f"the {preset} preset takes {model_config.img_size} px images; the data was loaded at {data.img_size} px"
+        )
     torch.manual_seed(seed)
     model = HybridHash(model_config)
     source = pretrained(model) if pretrained is not None else None
     meta = {"dataset": data.name, "preset": preset, **(meta or {})}
-    history = fit(model, data, train_config, out_dir=run_dir, resume=resume, device=device,
-                  progress=progress, meta=meta, on_epoch=on_epoch)
+    history = fit(
+        model,
+        data,
+        train_config,
+        out_dir=run_dir,
+        resume=resume,
+        device=device,
+        progress=progress,
+        meta=meta,
+        on_epoch=on_epoch,
+    )
     best = history.best_eval()
     epochs = max(1, len(history.epochs))
     metrics = {
@@ -157,8 +184,10 @@ def train_or_load(data, bits: int, preset: str, run_dir: str | os.PathLike, **kw
         model, metrics = load_run(run_dir)
         sizes = {"train": len(data.train), "query": len(data.query), "database": len(data.database)}
         if metrics.get("dataset") != data.name or metrics.get("sizes") != sizes or metrics.get("bits") != bits:
-            raise ValueError(f"{run_dir} holds a run on {metrics.get('dataset')} {metrics.get('sizes')} "
-                             f"with {metrics.get('bits')} bits, not {data.name} {sizes} with {bits} bits; "
-                             "remove it or choose another folder")
+            raise ValueError(
+                f"{run_dir} holds a run on {metrics.get('dataset')} {metrics.get('sizes')} "
+                f"with {metrics.get('bits')} bits, not {data.name} {sizes} with {bits} bits; "
+                "remove it or choose another folder"
+            )
         return model, metrics
     return train_run(data, bits, preset, run_dir, **kwargs)

@@ -49,8 +49,12 @@ __all__ = [
 ]
 
 REST = "(rest)"
-_FRIENDLY_NAMES = {"patch_embed": "patch embedding", "norm": "final norm", "hash_head": "hash head",
-                   "head": "classifier head"}
+_FRIENDLY_NAMES = {
+    "patch_embed": "patch embedding",
+    "norm": "final norm",
+    "hash_head": "hash head",
+    "head": "classifier head",
+}
 # Operators of the two products inside attention (q k^T, attention x v); on the
 # meta device scaled_dot_product_attention decomposes into batched matmuls.
 _ATTENTION_OPS = ("bmm", "scaled_dot_product")
@@ -168,8 +172,9 @@ def _resolve_img_size(model: nn.Module, img_size: int | None) -> tuple[int, int]
     return int(img_size), in_chans
 
 
-def stage_summary(model: nn.Module, img_size: int | None = None,
-                  stages: Mapping[str, str] | Sequence[str] | None = None) -> list[StageRow]:
+def stage_summary(
+    model: nn.Module, img_size: int | None = None, stages: Mapping[str, str] | Sequence[str] | None = None
+) -> list[StageRow]:
     """Output shape, parameters and FLOPs of each stage of ``model`` for one image.
 
     The model runs once on the meta device (its weights are not touched or
@@ -206,11 +211,14 @@ def stage_summary(model: nn.Module, img_size: int | None = None,
         def hook(_module, _inputs, output) -> None:
             if path not in shapes and isinstance(output, torch.Tensor):
                 shapes[path] = tuple(output.shape)
+
         return hook
 
     handles = [modules[path].register_forward_hook(remember(path)) for path in names]
-    meta_state = {name: torch.empty_like(tensor, device="meta")
-                  for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+    meta_state = {
+        name: torch.empty_like(tensor, device="meta")
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+    }
     counter = FlopCounterMode(display=False, depth=None)
     was_training = model.training
     try:
@@ -250,8 +258,10 @@ def stage_summary(model: nn.Module, img_size: int | None = None,
         else:
             own_parameters[owner] += parameter.numel()
 
-    rows = [StageRow(names[path], path, shapes.get(path), own_parameters[path], own_flops[path],
-                     own_attention[path]) for path in names]
+    rows = [
+        StageRow(names[path], path, shapes.get(path), own_parameters[path], own_flops[path], own_attention[path])
+        for path in names
+    ]
     rest_flops = total_flops - sum(flops.get(path, 0) for path, parent in parents.items() if parent is None)
     rest_attention = total_attention - sum(attention.get(p, 0) for p, parent in parents.items() if parent is None)
     if rest_parameters or rest_flops:
@@ -337,16 +347,18 @@ def format_table(rows: Sequence[Sequence], headers: Sequence[str], align: str | 
     if any(len(row) != len(headers) for row in rows):
         raise ValueError(f"every row needs {len(headers)} cells")
     if align is None:
-        align = "".join("r" if rows and all(isinstance(row[c], (int, float)) for row in rows) else "l"
-                        for c in range(len(headers)))
+        align = "".join(
+            "r" if rows and all(isinstance(row[c], (int, float)) for row in rows) else "l" for c in range(len(headers))
+        )
     if len(align) != len(headers) or set(align) - {"l", "r"}:
         raise ValueError(f"align needs one 'l' or 'r' per column, got {align!r}")
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[c]) for row in cells) for c in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(cell.rjust(w) if a == "r" else cell.ljust(w)
-                         for cell, w, a in zip(row, widths, align)).rstrip()
+        return "  ".join(
+            cell.rjust(w) if a == "r" else cell.ljust(w) for cell, w, a in zip(row, widths, align)
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
@@ -378,9 +390,18 @@ def format_stage_table(rows: Sequence[StageRow]) -> str:
 
 def format_load_table(rows: Sequence[LoadRow]) -> str:
     """Render :func:`load_report_by_stage` rows with a total line."""
-    body = [[r.stage, r.loaded_tensors, r.missing_tensors, f"{r.loaded_parameters:,}", f"{r.missing_parameters:,}"]
-            for r in rows]
-    body.append(["total", sum(r.loaded_tensors for r in rows), sum(r.missing_tensors for r in rows),
-                 f"{sum(r.loaded_parameters for r in rows):,}", f"{sum(r.missing_parameters for r in rows):,}"])
+    body = [
+        [r.stage, r.loaded_tensors, r.missing_tensors, f"{r.loaded_parameters:,}", f"{r.missing_parameters:,}"]
+        for r in rows
+    ]
+    body.append(
+        [
+            "total",
+            sum(r.loaded_tensors for r in rows),
+            sum(r.missing_tensors for r in rows),
+            f"{sum(r.loaded_parameters for r in rows):,}",
+            f"{sum(r.missing_parameters for r in rows):,}",
+        ]
+    )
     headers = ["group", "tensors loaded", "tensors fresh", "parameters loaded", "parameters fresh"]
     return format_table(body, headers, align="lrrrr")

@@ -20,16 +20,16 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 from hhlib.losses import WeightedLikelihoodLoss
@@ -81,12 +81,12 @@ class TrainConfig:
     seed: int = 0
 
     @classmethod
-    def paper(cls, **overrides) -> "TrainConfig":
+    def paper(cls, **overrides) -> TrainConfig:
         """The paper's recipe: RMSprop 2.5e-5, wd 1e-5, batch 64, 15 epochs, mAP every 3."""
         return cls(**overrides)
 
     @classmethod
-    def cpu(cls, **overrides) -> "TrainConfig":
+    def cpu(cls, **overrides) -> TrainConfig:
         """From scratch on a 2-core CPU in about twelve minutes (HybridHashConfig.cpu, 32 px).
 
         AdamW with a linear warm-up and a cosine decay: from scratch the hybrid
@@ -210,13 +210,23 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int | None,
-            shuffle: bool = False, generator: torch.Generator | None = None) -> DataLoader:
+def _loader(
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    workers: int | None,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-        num_workers=workers, pin_memory=device.type == "cuda",
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
     )
 
 
@@ -234,9 +244,16 @@ def encode_batch_size(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def encode(model: nn.Module, dataset: Dataset, batch_size: int | None = None, device=None,
-           progress: bool = True, desc: str = "encode", amp: str = "auto",
-           num_workers: int | None = None) -> np.ndarray:
+def encode(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int | None = None,
+    device=None,
+    progress: bool = True,
+    desc: str = "encode",
+    amp: str = "auto",
+    num_workers: int | None = None,
+) -> np.ndarray:
     """Binary codes of a whole dataset, (n, bits) int8 in {-1, +1}, in dataset order.
 
     ``batch_size`` None picks :func:`encode_batch_size` for the device.
@@ -250,8 +267,9 @@ def encode(model: nn.Module, dataset: Dataset, batch_size: int | None = None, de
     was_training = model.training
     model.eval().to(device)
     codes = []
-    for images, _, _ in tqdm(_loader(dataset, batch_size, device, num_workers),
-                             desc=desc, disable=not progress, leave=False):
+    for images, _, _ in tqdm(
+        _loader(dataset, batch_size, device, num_workers), desc=desc, disable=not progress, leave=False
+    ):
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -262,8 +280,15 @@ def encode(model: nn.Module, dataset: Dataset, batch_size: int | None = None, de
     return torch.cat(codes).numpy()
 
 
-def evaluate(model: nn.Module, data, device=None, progress: bool = True,
-             batch_size: int | None = None, amp: str = "auto", num_workers: int | None = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    data,
+    device=None,
+    progress: bool = True,
+    batch_size: int | None = None,
+    amp: str = "auto",
+    num_workers: int | None = None,
+) -> dict:
     """mAP at the dataset's top K and precision within Hamming radius 2, query vs database.
 
     ``data`` is a :func:`hhlib.data.get_dataset` result. Ties in Hamming
@@ -275,11 +300,11 @@ def evaluate(model: nn.Module, data, device=None, progress: bool = True,
     database = encode(model, data.database, desc="encode database", **kw)
     encode_seconds = time.perf_counter() - start
     return {
-        "map": float(mean_average_precision(query, database, data.query.labels,
-                                            data.database.labels, topk=data.topk)),
+        "map": float(mean_average_precision(query, database, data.query.labels, data.database.labels, topk=data.topk)),
         "topk": data.topk,
-        "precision_radius2": float(precision_within_radius(query, database, data.query.labels,
-                                                           data.database.labels, radius=2)),
+        "precision_radius2": float(
+            precision_within_radius(query, database, data.query.labels, data.database.labels, radius=2)
+        ),
         "encode_seconds": encode_seconds,
         "seconds": time.perf_counter() - start,
     }
@@ -349,8 +374,7 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer == "adamw":
         # fused: one kernel for all parameters instead of a loop over ~80 small tensors
         # (a tenth of a CPU training step of the small preset).
@@ -372,9 +396,17 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_e
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str | os.PathLike | None = None,
-        resume: bool = False, device=None, progress: bool = True, meta: dict | None = None,
-        on_epoch: Callable[[History], None] | None = None) -> History:
+def fit(
+    model: HybridHash,
+    data,
+    config: TrainConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    device=None,
+    progress: bool = True,
+    meta: dict | None = None,
+    on_epoch: Callable[[History], None] | None = None,
+) -> History:
     """Train ``model`` on ``data`` (a :func:`hhlib.data.get_dataset` result).
 
     Args:
@@ -405,9 +437,15 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
     model.to(device)
     if device.type == "cuda" and config.channels_last:
         model.to(memory_format=torch.channels_last)
-    criterion = WeightedLikelihoodLoss(len(data.train), data.num_classes, model.config.bits,
-                                       config.alpha, config.quantization, config.binary_bank,
-                                       config.smoothing).to(device)
+    criterion = WeightedLikelihoodLoss(
+        len(data.train),
+        data.num_classes,
+        model.config.bits,
+        config.alpha,
+        config.quantization,
+        config.binary_bank,
+        config.smoothing,
+    ).to(device)
     loader_steps = math.ceil(len(data.train) / config.batch_size)
     optimizer = _optimizer(model, config)
     scheduler = _schedule(optimizer, config, loader_steps)
@@ -440,28 +478,35 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
     def checkpoint(epoch: int) -> None:
         if checkpoint_path is None:
             return
-        save_checkpoint(checkpoint_path, {
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "loss": criterion.state_dict(),
-            "ema": ema.module.state_dict() if ema is not None else None,
-            "rng": _rng_state(),
-            "model_config": model.config.to_dict(),
-            "train_config": asdict(config),
-            "history": history.to_dict(),
-            "best": best,
-            **meta,
-        })
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "loss": criterion.state_dict(),
+                "ema": ema.module.state_dict() if ema is not None else None,
+                "rng": _rng_state(),
+                "model_config": model.config.to_dict(),
+                "train_config": asdict(config),
+                "history": history.to_dict(),
+                "best": best,
+                **meta,
+            },
+        )
 
-    epochs = tqdm(range(start_epoch, config.epochs + 1), desc="epochs", disable=not progress,
-                  initial=start_epoch - 1, total=config.epochs)
+    epochs = tqdm(
+        range(start_epoch, config.epochs + 1),
+        desc="epochs",
+        disable=not progress,
+        initial=start_epoch - 1,
+        total=config.epochs,
+    )
     for epoch in epochs:
         generator = _seed_epoch(config.seed, epoch)
-        loader = _loader(data.train, config.batch_size, device, config.num_workers,
-                         shuffle=True, generator=generator)
+        loader = _loader(data.train, config.batch_size, device, config.num_workers, shuffle=True, generator=generator)
         model.train()
         start, total_loss, seen = time.perf_counter(), 0.0, 0
         batches = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
@@ -493,10 +538,15 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
             seen += len(images)
             batches.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
         seconds = time.perf_counter() - start
-        history.epochs.append({
-            "epoch": epoch, "loss": total_loss / seen, "seconds": seconds,
-            "images_per_second": seen / seconds, "lr": optimizer.param_groups[0]["lr"],
-        })
+        history.epochs.append(
+            {
+                "epoch": epoch,
+                "loss": total_loss / seen,
+                "seconds": seconds,
+                "images_per_second": seen / seconds,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+        )
         postfix = {"loss": f"{total_loss / seen:.4f}"}
         if epoch > 1 and abs(total_loss / seen - COLLAPSED_LOSS) < 2e-3:
             warnings.warn(
@@ -506,13 +556,22 @@ def fit(model: HybridHash, data, config: TrainConfig | None = None, out_dir: str
             )
 
         if epoch % config.eval_every == 0 or epoch == config.epochs:
-            result = evaluate(evaluated, data, device=device, progress=progress,
-                              batch_size=config.eval_batch_size, num_workers=config.num_workers)
+            result = evaluate(
+                evaluated,
+                data,
+                device=device,
+                progress=progress,
+                batch_size=config.eval_batch_size,
+                num_workers=config.num_workers,
+            )
             history.evals.append({"epoch": epoch, **result})
             if history.best_map is None or result["map"] > history.best_map:
                 history.best_epoch, history.best_map = epoch, result["map"]
-                best = {"epoch": epoch, "map": result["map"],
-                        "model": {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}}
+                best = {
+                    "epoch": epoch,
+                    "map": result["map"],
+                    "model": {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()},
+                }
             postfix["mAP"] = f"{result['map']:.4f}"
         epochs.set_postfix(postfix)
         checkpoint(epoch)
@@ -541,6 +600,7 @@ def _check_resumable(state: dict, model: HybridHash, config: TrainConfig, meta: 
             differences.append(f"{key} ({state[key]!r} in the checkpoint, {value!r} now)")
     if differences:
         raise ValueError(
-            "cannot resume: the checkpoint was made with another " + ", ".join(differences)
+            "cannot resume: the checkpoint was made with another "
+            + ", ".join(differences)
             + "; use another --out folder or drop --resume"
         )

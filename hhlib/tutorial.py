@@ -89,7 +89,7 @@ class Tutorial:
     def run_dir(self, bits: int) -> Path:
         return self.runs / f"bits{bits}"
 
-    def shortened(self, epochs: int) -> "Tutorial":
+    def shortened(self, epochs: int) -> Tutorial:
         """The same settings, training ``epochs`` epochs into ``runs/{name}-{epochs}epochs``.
 
         A short run gets a folder of its own, so it never passes for a full
@@ -108,8 +108,15 @@ class Tutorial:
         except ValueError:
             return str(path)
 
-    def trained_model(self, bits: int = 64, data=None, progress: bool = True, on_epoch=None,
-                      pretrained: str | os.PathLike = "auto", **overrides):
+    def trained_model(
+        self,
+        bits: int = 64,
+        data=None,
+        progress: bool = True,
+        on_epoch=None,
+        pretrained: str | os.PathLike = "auto",
+        **overrides,
+    ):
         """The model of ``run_dir(bits)``: loaded when it finished before, else trained there.
 
         A run that was cut short resumes where it stopped. ``overrides`` are
@@ -121,9 +128,17 @@ class Tutorial:
         data = data if data is not None else self.data()
         overrides.setdefault("epochs", self.epochs)
         model, metrics = train_or_load(
-            data, bits, self.preset, self.run_dir(bits), device=self.device, progress=progress,
-            seed=self.seed, on_epoch=on_epoch, meta={"split_seed": 0, "limit": self.limit},
-            pretrained=nest_initialiser(pretrained) if self.preset == "paper" else None, **overrides,
+            data,
+            bits,
+            self.preset,
+            self.run_dir(bits),
+            device=self.device,
+            progress=progress,
+            seed=self.seed,
+            on_epoch=on_epoch,
+            meta={"split_seed": 0, "limit": self.limit},
+            pretrained=nest_initialiser(pretrained) if self.preset == "paper" else None,
+            **overrides,
         )
         return model.to(self.device).eval(), metrics
 
@@ -132,8 +147,14 @@ class Tutorial:
         return f"{mode}; device {self.device}; preset {self.preset}; seed {self.seed}; runs in {self.show(self.runs)}/"
 
 
-def setup(dataset: str | None = None, seed: int = 0, fast: bool | None = None, device=None,
-          runs: str | os.PathLike | None = None, quiet: bool = False) -> Tutorial:
+def setup(
+    dataset: str | None = None,
+    seed: int = 0,
+    fast: bool | None = None,
+    device=None,
+    runs: str | os.PathLike | None = None,
+    quiet: bool = False,
+) -> Tutorial:
     """Read the fast switch, pick the device, seed everything and say so.
 
     Args:
@@ -152,8 +173,16 @@ def setup(dataset: str | None = None, seed: int = 0, fast: bool | None = None, d
     runs = Path(runs) if runs is not None else default_runs()
     top = runs / "fast" if fast else runs
     seed_everything(seed)
-    tutorial = Tutorial(fast, device, seed, dataset, preset, top / f"{dataset}-{preset}",
-                        FAST_LIMIT if fast else None, 1 if fast else None)
+    tutorial = Tutorial(
+        fast,
+        device,
+        seed,
+        dataset,
+        preset,
+        top / f"{dataset}-{preset}",
+        FAST_LIMIT if fast else None,
+        1 if fast else None,
+    )
     if not quiet:
         print(tutorial)
     return tutorial

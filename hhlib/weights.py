@@ -125,8 +125,7 @@ def _load_renamed(
     if wrong:
         raise ValueError(
             "shapes differ between the source weights and this model's configuration "
-            f"({model.config if hasattr(model, 'config') else type(model).__name__}):\n  "
-            + "\n  ".join(wrong)
+            f"({model.config if hasattr(model, 'config') else type(model).__name__}):\n  " + "\n  ".join(wrong)
         )
     model.load_state_dict(values, strict=False)
     report.loaded = [n for n in target if n in values]
@@ -211,8 +210,10 @@ def _cached_on_disk() -> bool:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return False
-    return any(isinstance(try_to_load_from_cache(f"timm/{NEST_PRETRAINED}", name), str)
-               for name in ("model.safetensors", "pytorch_model.bin"))
+    return any(
+        isinstance(try_to_load_from_cache(f"timm/{NEST_PRETRAINED}", name), str)
+        for name in ("model.safetensors", "pytorch_model.bin")
+    )
 
 
 def _download_nest() -> nn.Module:

@@ -176,8 +176,13 @@ def _encode_one(model: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
     return binary_codes(model, u).to(torch.int8).cpu().numpy()
 
 
-def database_index(model: torch.nn.Module, data, path: str | os.PathLike | None = None, progress: bool = True,
-                   batch_size: int | None = None) -> HammingIndex:
+def database_index(
+    model: torch.nn.Module,
+    data,
+    path: str | os.PathLike | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
+) -> HammingIndex:
     """A HammingIndex of the database codes: read from ``path`` when it holds them, else encoded.
 
     A file at ``path`` (e.g. one written by ``python -m hhlib encode``) is
@@ -204,18 +209,23 @@ def database_index(model: torch.nn.Module, data, path: str | os.PathLike | None 
     if path is not None and Path(path).is_file():
         index = HammingIndex.load(path, bits=bits)
         if len(index) != len(data.database):
-            raise ValueError(f"{path} holds {len(index)} codes but the database has {len(data.database)} items; "
-                             "it was made from another split: remove it or pass another path")
+            raise ValueError(
+                f"{path} holds {len(index)} codes but the database has {len(data.database)} items; "
+                "it was made from another split: remove it or pass another path"
+            )
         check = min(_SPOT_CHECK_ITEMS, len(index))
         fresh = encode(model, torch.utils.data.Subset(data.database, range(check)), device=device, progress=False)
         fresh_packed = np.packbits(fresh > 0, axis=1)
         differing = np.unpackbits(fresh_packed ^ index.codes[:check], axis=1).mean()
         if differing >= _STALE_BITS:
-            raise ValueError(f"{path} was made by another model: {differing:.0%} of the bits of its first {check} "
-                             "codes differ from this model's; remove it or pass another path")
+            raise ValueError(
+                f"{path} was made by another model: {differing:.0%} of the bits of its first {check} "
+                "codes differ from this model's; remove it or pass another path"
+            )
         return index
-    codes = encode(model, data.database, batch_size=batch_size, device=device, progress=progress,
-                   desc="encode database")  # (N, bits)
+    codes = encode(
+        model, data.database, batch_size=batch_size, device=device, progress=progress, desc="encode database"
+    )  # (N, bits)
     index = HammingIndex(bits)
     index.add(codes)
     index.metadata = {
@@ -250,8 +260,16 @@ def plot_search_result(result: SearchResult, data, columns: int = 10) -> Figure:
     captions = [_class_text(labels[int(i)], data.class_names) for i in result.ids]
     shown = f"{len(result.ids)} of the {result.k} nearest within radius {result.radius}"
     precision = f"; precision {result.precision:.2f}" if result.precision is not None else ""
-    return plot_retrieval_grid(result.query_image, images, result.distances, result.relevant, captions,
-                               query_caption=result.query, columns=columns, title=shown + precision)
+    return plot_retrieval_grid(
+        result.query_image,
+        images,
+        result.distances,
+        result.relevant,
+        captions,
+        query_caption=result.query,
+        columns=columns,
+        title=shown + precision,
+    )
 
 
 class RetrievalExplorer:
@@ -276,8 +294,17 @@ class RetrievalExplorer:
         live: when True, changing any control searches again (as the button does).
     """
 
-    def __init__(self, model: torch.nn.Module, data, index: HammingIndex, k: int = 10, max_k: int = 50,
-                 radius: int | None = None, columns: int = 10, live: bool = True) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data,
+        index: HammingIndex,
+        k: int = 10,
+        max_k: int = 50,
+        radius: int | None = None,
+        columns: int = 10,
+        live: bool = True,
+    ) -> None:
         bits = model.config.bits
         if index.bits != bits:
             raise ValueError(f"the index holds {index.bits}-bit codes but the model makes {bits}-bit codes")
@@ -301,27 +328,33 @@ class RetrievalExplorer:
 
         wide = widgets.Layout(width="420px")
         self.source = widgets.ToggleButtons(options=[QUERY_SET, UPLOAD], value=QUERY_SET, description="search with")
-        self.query_slider = widgets.IntSlider(value=0, min=0, max=len(data.query) - 1, description="query item",
-                                              continuous_update=False, layout=wide)
+        self.query_slider = widgets.IntSlider(
+            value=0, min=0, max=len(data.query) - 1, description="query item", continuous_update=False, layout=wide
+        )
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload image")
-        self.upload_class = widgets.Dropdown(options=[UNKNOWN_CLASS, *data.class_names], value=UNKNOWN_CLASS,
-                                             description="its class")
-        self.k_slider = widgets.IntSlider(value=k, min=1, max=max_k, description="k", continuous_update=False,
-                                          layout=wide)
-        self.radius_slider = widgets.IntSlider(value=radius, min=0, max=bits, description="radius",
-                                               continuous_update=False, layout=wide)
+        self.upload_class = widgets.Dropdown(
+            options=[UNKNOWN_CLASS, *data.class_names], value=UNKNOWN_CLASS, description="its class"
+        )
+        self.k_slider = widgets.IntSlider(
+            value=k, min=1, max=max_k, description="k", continuous_update=False, layout=wide
+        )
+        self.radius_slider = widgets.IntSlider(
+            value=radius, min=0, max=bits, description="radius", continuous_update=False, layout=wide
+        )
         self.search_button = widgets.Button(description="search", button_style="primary", icon="search")
         self.status = widgets.HTML()
         self.result_image = widgets.Image(format="png")
-        self.widget = widgets.VBox([
-            self.source,
-            widgets.HBox([self.query_slider]),
-            widgets.HBox([self.upload, self.upload_class]),
-            widgets.HBox([self.k_slider, self.radius_slider]),
-            self.search_button,
-            self.status,
-            self.result_image,
-        ])
+        self.widget = widgets.VBox(
+            [
+                self.source,
+                widgets.HBox([self.query_slider]),
+                widgets.HBox([self.upload, self.upload_class]),
+                widgets.HBox([self.k_slider, self.radius_slider]),
+                self.search_button,
+                self.status,
+                self.result_image,
+            ]
+        )
 
         self.search_button.on_click(lambda _: self.search())
         self.query_slider.observe(lambda _: self._switch_to(QUERY_SET), names="value")
@@ -368,8 +401,9 @@ class RetrievalExplorer:
     def _uploaded_image(self) -> tuple[str, torch.Tensor, np.ndarray, np.ndarray | None]:
         """Name, model input, display image and (chosen) label of the upload; ValueError if unusable."""
         if not self.upload.value:
-            raise ValueError("no image uploaded yet: choose a file with the upload button, "
-                             f"or search with the {QUERY_SET}")
+            raise ValueError(
+                f"no image uploaded yet: choose a file with the upload button, or search with the {QUERY_SET}"
+            )
         entry = self.upload.value[-1]
         name = entry["name"]
         tensor, display = decode_upload(bytes(entry["content"]), self.data, name)
@@ -415,8 +449,10 @@ class RetrievalExplorer:
         plt.close(figure)  # drawn into the Image widget, not again by the notebook's inline backend
         self.last_figure = figure
         self.result_image.value = buffer.getvalue()
-        text = f"<b>{html.escape(result.query)}</b>: {len(result.ids)} of the {result.k} nearest codes " \
-               f"lie within Hamming radius {result.radius}"
+        text = (
+            f"<b>{html.escape(result.query)}</b>: {len(result.ids)} of the {result.k} nearest codes "
+            f"lie within Hamming radius {result.radius}"
+        )
         if result.precision is not None:
             text += f"; precision {result.precision:.2f} ({int(result.relevant.sum())} relevant)"
         elif result.relevant is None:
@@ -432,13 +468,24 @@ class RetrievalExplorer:
         return bundle
 
     def __repr__(self) -> str:
-        return (f"RetrievalExplorer({self.data.name!r}, {len(self.data.query)} queries, "
-                f"{len(self.index)} database codes of {self.index.bits} bits)")
+        return (
+            f"RetrievalExplorer({self.data.name!r}, {len(self.data.query)} queries, "
+            f"{len(self.index)} database codes of {self.index.bits} bits)"
+        )
 
 
-def retrieval_explorer(model: torch.nn.Module, data, index: HammingIndex | str | os.PathLike | None = None,
-                       k: int = 10, max_k: int = 50, radius: int | None = None, columns: int = 10,
-                       live: bool = True, progress: bool = True, search: bool = True) -> RetrievalExplorer:
+def retrieval_explorer(
+    model: torch.nn.Module,
+    data,
+    index: HammingIndex | str | os.PathLike | None = None,
+    k: int = 10,
+    max_k: int = 50,
+    radius: int | None = None,
+    columns: int = 10,
+    live: bool = True,
+    progress: bool = True,
+    search: bool = True,
+) -> RetrievalExplorer:
     """Build the retrieval explorer (and run its first search).
 
     Args:

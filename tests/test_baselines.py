@@ -68,10 +68,10 @@ def test_projections_beat_random_codes_on_pixels_that_carry_the_class():
     query, database = slice(0, 240, 6), np.setdiff1d(np.arange(240), np.arange(0, 240, 6))
     results = {}
     for name, hasher in (("LSH", fit_lsh(pixels, 32)), ("PCAH", fit_pcah(pixels, 8))):
-        results[name] = mean_average_precision(hasher.encode(pixels[query]), hasher.encode(pixels[database]),
-                                               labels[query], labels[database])
-    chance = mean_average_precision(random_codes(40, 32, 1), random_codes(200, 32, 2), labels[query],
-                                    labels[database])
+        results[name] = mean_average_precision(
+            hasher.encode(pixels[query]), hasher.encode(pixels[database]), labels[query], labels[database]
+        )
+    chance = mean_average_precision(random_codes(40, 32, 1), random_codes(200, 32, 2), labels[query], labels[database])
     assert chance < 0.4
     assert results["LSH"] > 0.9 and results["PCAH"] > chance + 0.3
 
@@ -124,8 +124,13 @@ def test_split_pixels_on_an_in_memory_split():
 
     pool = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8)  # grey pool, as Fashion-MNIST's
     rows = np.array([5, 2, 17, 9])
-    split = InMemorySplit(pool, rows, np.eye(2, dtype=np.uint8)[[0, 1, 0, 1]],
-                          TensorTransform(8, augment=True, flip=True), pool_indices=rows)
+    split = InMemorySplit(
+        pool,
+        rows,
+        np.eye(2, dtype=np.uint8)[[0, 1, 0, 1]],
+        TensorTransform(8, augment=True, flip=True),
+        pool_indices=rows,
+    )
     pixels = split_pixels(split, grey=True)  # raw pixels: no augmentation even for a training split
     assert pixels.shape == (4, 64)
     np.testing.assert_allclose(pixels, pool[rows, 0].reshape(4, 64).numpy() / 255.0, rtol=1e-6)

@@ -21,8 +21,24 @@ def bench():
 
 def test_throughput_of_the_cpu_preset_on_a_cpu(bench, tmp_path, capsys):
     out = tmp_path / "throughput.json"
-    result = bench.main(["--preset", "cpu", "--device", "cpu", "--bits", "16", "--epochs", "2",
-                         "--train-images", "64", "--encode-images", "64", "--json", str(out)])
+    result = bench.main(
+        [
+            "--preset",
+            "cpu",
+            "--device",
+            "cpu",
+            "--bits",
+            "16",
+            "--epochs",
+            "2",
+            "--train-images",
+            "64",
+            "--encode-images",
+            "64",
+            "--json",
+            str(out),
+        ]
+    )
     assert result["parameters"] == HybridHash(HybridHashConfig.cpu(bits=16)).num_parameters()
     assert result["batch_size"] == 32 and result["img_size"] == 32  # the CPU recipe and model
     assert result["train_images_per_second"] > 0 and result["encode_images_per_second"] > 0

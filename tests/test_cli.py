@@ -22,8 +22,22 @@ def run(capsys, *argv):
 @pytest.mark.skipif(not HAS_FASHION, reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
 def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, _ = run(capsys, "train", "--dataset", "fashion-mnist", "--limit", "256", "--bits", "8", "16",
-                          "--epochs", "1", "--out", str(out), "--quiet")
+    code, stdout, _ = run(
+        capsys,
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "256",
+        "--bits",
+        "8",
+        "16",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert code == 0, stdout
     for bits in (8, 16):
         metrics = json.loads((out / f"bits{bits}" / "metrics.json").read_text())
@@ -42,8 +56,19 @@ def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     assert set(result["precision_at_k"]) == {"1", "10", "100"}
     assert "precision within radius 2" in stdout
     # bfloat16 encoding on a CPU: the same metrics up to the few bits that sit next to zero
-    code, _, _ = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", "--amp", "bf16",
-                     "--out", str(tmp_path / "bf16.json"), "--quiet")
+    code, _, _ = run(
+        capsys,
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--amp",
+        "bf16",
+        "--out",
+        str(tmp_path / "bf16.json"),
+        "--quiet",
+    )
     assert code == 0
     assert json.loads((tmp_path / "bf16.json").read_text())["map"] == pytest.approx(result["map"], abs=0.05)
     code, _, stderr = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", "--amp", "fp16")

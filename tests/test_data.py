@@ -29,9 +29,9 @@ from hhlib.data import (
     Split,
     SplitMismatchError,
     get_dataset,
+    sources,
     split_protocol,
 )
-from hhlib.data import sources
 from hhlib.data.transforms import TensorTransform, random_shift
 
 REPO = Path(__file__).resolve().parents[1]
@@ -455,8 +455,9 @@ def test_list_file_dataset(list_root: Path) -> None:
     assert len(get_dataset("nuswide_21", root=list_root, img_size=32, limit=4).database) == 4
 
 
-def test_list_file_dataset_found_through_hh_data(list_root: Path, isolated: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_file_dataset_found_through_hh_data(
+    list_root: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HH_DATA", str(list_root.parent))
     list_root.rename(list_root.parent / "nuswide_21")
     (list_root.parent / "nuswide_21" / "classes.txt").write_text("".join(f"c{i}\n" for i in range(21)))
@@ -476,8 +477,7 @@ def test_list_dataset_missing_folder(isolated: Path) -> None:
         ("images/train_0.jpeg 0 1 0\n", DataFormatError, r"train.txt:2: 3 labels, expected 21"),
         ("images/train_0.jpeg\n", DataFormatError, r"train.txt:2: 'images/train_0.jpeg' has no label"),
         (label_line("images/x.jpg", [1]).replace(" 1 ", " 2 "), DataFormatError, r"train.txt:2: .*0 or 1"),
-        (label_line("images/absent.png", [1]), DatasetNotFoundError,
-         r"train.txt: 1 of 2 .*line 2: .*absent.png"),
+        (label_line("images/absent.png", [1]), DatasetNotFoundError, r"train.txt: 1 of 2 .*line 2: .*absent.png"),
     ],
 )
 def test_bad_list_lines_fail_at_construction(list_root: Path, line: str, error: type, message: str) -> None:

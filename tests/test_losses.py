@@ -115,8 +115,9 @@ def test_quantization_term_adds_the_mean_squared_distance_to_the_signs():
     assert torch.allclose(with_term - plain, expected, atol=1e-6)
     # codes already at +-1 pay nothing
     signs = u.sign()
-    assert torch.allclose(WeightedLikelihoodLoss(6, 3, 8, quantization=0.5)(signs, y, ind),
-                          WeightedLikelihoodLoss(6, 3, 8)(signs, y, ind))
+    assert torch.allclose(
+        WeightedLikelihoodLoss(6, 3, 8, quantization=0.5)(signs, y, ind), WeightedLikelihoodLoss(6, 3, 8)(signs, y, ind)
+    )
 
 
 def test_binary_bank_stores_signs_and_scores_relaxed_codes_against_them():
@@ -126,9 +127,11 @@ def test_binary_bank_stores_signs_and_scores_relaxed_codes_against_them():
     y = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     value = loss(u, y, torch.tensor([0, 1]))
     assert torch.equal(loss.U, torch.tensor([[1.0, 1.0], [1.0, -1.0], [0.0, 0.0]]))
+
     # theta = 0.5 * u . sign(U): rows [0.25, 0.25, 0], [-0.25, 0.5, 0]; s rows [1, 1, 0] twice
     def nll(theta, s):
         return math.log1p(math.exp(theta)) - s * theta
+
     positives = nll(0.25, 1) + nll(0.25, 1) + nll(-0.25, 1) + nll(0.5, 1)
     negatives = 2 * math.log(2)  # the empty third row
     assert value.item() == pytest.approx((positives * 6 / 4 + negatives * 6 / 2) / 6, abs=1e-6)
@@ -142,11 +145,14 @@ def test_binary_bank_is_the_relaxed_loss_when_the_codes_are_already_binary():
     u = torch.tanh(torch.randn(6, 8)).sign()
     y = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 2])]
     ind = torch.arange(6)
-    assert torch.allclose(WeightedLikelihoodLoss(6, 3, 8, binary_bank=True)(u, y, ind),
-                          WeightedLikelihoodLoss(6, 3, 8)(u, y, ind))
+    assert torch.allclose(
+        WeightedLikelihoodLoss(6, 3, 8, binary_bank=True)(u, y, ind), WeightedLikelihoodLoss(6, 3, 8)(u, y, ind)
+    )
     relaxed = torch.tanh(torch.randn(6, 8))
-    assert not torch.allclose(WeightedLikelihoodLoss(6, 3, 8, binary_bank=True)(relaxed, y, ind),
-                              WeightedLikelihoodLoss(6, 3, 8)(relaxed, y, ind))
+    assert not torch.allclose(
+        WeightedLikelihoodLoss(6, 3, 8, binary_bank=True)(relaxed, y, ind),
+        WeightedLikelihoodLoss(6, 3, 8)(relaxed, y, ind),
+    )
 
 
 def test_smoothing_moves_the_pair_targets_off_zero_and_one():
@@ -157,16 +163,19 @@ def test_smoothing_moves_the_pair_targets_off_zero_and_one():
     loss.Y[1] = torch.tensor([0.0, 1.0])
     u = torch.tensor([[1.0, -1.0]])
     value = loss(u, torch.tensor([[1.0, 0.0]]), torch.tensor([0])).item()
+
     # theta = 0.5 * u . U = 1 for both: row 0 similar, row 1 dissimilar; one pair of each, two in all
     def nll(theta, target):
         return math.log1p(math.exp(theta)) - target * theta
+
     expected = (nll(1.0, 1 - s / 2) * 2 / 1 + nll(1.0, s / 2) * 2 / 1) / 2
     assert value == pytest.approx(expected, abs=1e-6)
     # the paper's loss is smoothing 0, and a bounded target stops pulling at a finite inner product
     plain = WeightedLikelihoodLoss(num_train=2, num_classes=2, bits=2, binary_bank=True)
     plain.U[1], plain.Y[1] = loss.U[1], loss.Y[1]
     assert plain(u, torch.tensor([[1.0, 0.0]]), torch.tensor([0])).item() == pytest.approx(
-        (nll(1.0, 1) * 2 + nll(1.0, 0) * 2) / 2, abs=1e-6)
+        (nll(1.0, 1) * 2 + nll(1.0, 0) * 2) / 2, abs=1e-6
+    )
     theta = torch.tensor(10.0, requires_grad=True)
     pairwise_likelihood(theta, torch.tensor(1 - s / 2)).backward()
     assert theta.grad > 0  # past logit(1 - s/2) = 2.9 the smoothed likelihood pushes theta back

@@ -189,11 +189,19 @@ def test_expected_matches_average_over_permutations():
         queries, db = rng.choice([-1, 1], size=(2, bits)), rng.choice([-1, 1], size=(n_items, bits))
         query_labels, db_labels = rng.integers(0, 2, 2), rng.integers(0, 2, n_items)
         for k in range(1, n_items + 1):
-            want = [average_over_tie_orders(q, db, ql, db_labels, k, ap_of) for q, ql in zip(queries, query_labels, strict=True)]
+            want = [
+                average_over_tie_orders(q, db, ql, db_labels, k, ap_of)
+                for q, ql in zip(queries, query_labels, strict=True)
+            ]
             got = mean_average_precision(queries, db, query_labels, db_labels, topk=k, ties="expected")
             assert got == approx(np.mean(want)), k
-            want_p = [average_over_tie_orders(q, db, ql, db_labels, k, np.mean) for q, ql in zip(queries, query_labels, strict=True)]
-            assert precision_at_k(queries, db, query_labels, db_labels, ks=[k], ties="expected")[0] == approx(np.mean(want_p))
+            want_p = [
+                average_over_tie_orders(q, db, ql, db_labels, k, np.mean)
+                for q, ql in zip(queries, query_labels, strict=True)
+            ]
+            assert precision_at_k(queries, db, query_labels, db_labels, ks=[k], ties="expected")[0] == approx(
+                np.mean(want_p)
+            )
 
 
 # -- input conventions --------------------------------------------------------------

@@ -36,9 +36,7 @@ def test_level_maps_halve_and_blocks_follow_the_grid():
         x = level(x)
         sides.append(x.shape[-1])
     assert sides == [16, 8, 4]
-    assert [tuple(level.pos_embed.shape) for level in model.levels] == [
-        (1, 16, 16, 16), (1, 4, 16, 32), (1, 1, 16, 64)
-    ]
+    assert [tuple(level.pos_embed.shape) for level in model.levels] == [(1, 16, 16, 16), (1, 4, 16, 32), (1, 1, 16, 64)]
     # global tokens: 4x4 blocks pooled at level 1, 2x2 at level 2, one in the hash head
     assert model.levels[1].interaction.global_attn.pos_embed.shape == (1, 16, 32)
     assert model.levels[2].interaction.global_attn.pos_embed.shape == (1, 4, 64)
@@ -131,6 +129,7 @@ def test_wrong_input_size_fails_clearly():
 
 def test_binarize_maps_zero_to_plus_one_and_keeps_the_dtype():
     from hhlib.model import binarize
+
     u = torch.tensor([-0.5, -0.0, 0.0, 1e-8, 0.7], dtype=torch.bfloat16)
     codes = binarize(u)
     assert codes.dtype == torch.bfloat16 and codes.tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0]
@@ -138,6 +137,7 @@ def test_binarize_maps_zero_to_plus_one_and_keeps_the_dtype():
 
 def test_random_rotation_is_orthogonal_and_the_same_for_a_seed():
     from hhlib.model import random_rotation
+
     r = random_rotation(48)
     assert r.shape == (48, 48) and r.dtype == torch.float32
     assert torch.allclose(r @ r.T, torch.eye(48), atol=1e-5)
@@ -148,6 +148,7 @@ def test_random_rotation_is_orthogonal_and_the_same_for_a_seed():
 
 def test_code_rotation_signs_the_rotated_relaxed_codes():
     from hhlib.model import binary_codes
+
     plain = HybridHash(small(img_size=32, patch_size=2)).eval()
     assert plain.code_rotation is None and "code_rotation" not in plain.state_dict()
     rotated = HybridHash(small(img_size=32, patch_size=2, code_rotation=True)).eval()
@@ -168,6 +169,7 @@ def test_code_rotation_signs_the_rotated_relaxed_codes():
 
 def test_code_rotation_grades_codes_that_share_their_signs():
     from hhlib.model import binarize
+
     # two relaxed codes with the same signs: sure (all 0.9) and unsure (half the bits at 0.05)
     rotated = HybridHash(small(img_size=32, patch_size=2, code_rotation=True, bits=64))
     sure = torch.full((1, 64), 0.9)

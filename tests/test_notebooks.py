@@ -15,8 +15,14 @@ spec = importlib.util.spec_from_file_location("notebook_tools", ROOT / "tools" /
 notebook_tools = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(notebook_tools)
 
-EXPECTED = ["01_data_and_protocols", "02_architecture", "03_training", "04_evaluation",
-            "05_code_visualisation", "06_retrieval_demo"]
+EXPECTED = [
+    "01_data_and_protocols",
+    "02_architecture",
+    "03_training",
+    "04_evaluation",
+    "05_code_visualisation",
+    "06_retrieval_demo",
+]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -38,13 +44,20 @@ def test_notebook_starts_with_the_tutorial_setup(path):
 
 
 def dirty_notebook():
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}, "widgets": {"state": {}},
-                                            "language_info": {"name": "python", "version": "3.12.1"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3"},
+            "widgets": {"state": {}},
+            "language_info": {"name": "python", "version": "3.12.1"},
+        }
+    )
     code = nbformat.v4.new_code_cell("1 / 0", execution_count=3, metadata={"collapsed": True, "tags": ["keep"]})
     code.outputs = [
         nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]),
-        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {},
-                                                     "text/plain": "  0%|          | 0/157"}),
+        nbformat.v4.new_output(
+            "display_data",
+            data={"application/vnd.jupyter.widget-view+json": {}, "text/plain": "  0%|          | 0/157"},
+        ),
         nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=3),
     ]
     nb.cells = [nbformat.v4.new_markdown_cell("# t"), code]
@@ -55,8 +68,14 @@ def test_check_names_every_problem(tmp_path):
     path = tmp_path / "nb.ipynb"
     nbformat.write(dirty_notebook(), path)
     found = "\n".join(notebook_tools.problems(path))
-    for problem in ("notebook metadata ['widgets']", "volatile language_info", "cell 2: metadata ['collapsed']",
-                    "execution count 3, not 1", "error output ZeroDivisionError", "widget state"):
+    for problem in (
+        "notebook metadata ['widgets']",
+        "volatile language_info",
+        "cell 2: metadata ['collapsed']",
+        "execution count 3, not 1",
+        "error output ZeroDivisionError",
+        "widget state",
+    ):
         assert problem in found
 
 

@@ -20,8 +20,15 @@ from hhlib.weights import LoadReport
 
 
 def tiny_config(**overrides) -> HybridHashConfig:
-    kw = dict(img_size=32, patch_size=2, embed_dims=(16, 32, 64), num_heads=(2, 4, 8), depths=(1, 1, 1),
-              bits=16, drop_path_rate=0.1)
+    kw = dict(
+        img_size=32,
+        patch_size=2,
+        embed_dims=(16, 32, 64),
+        num_heads=(2, 4, 8),
+        depths=(1, 1, 1),
+        bits=16,
+        drop_path_rate=0.1,
+    )
     kw.update(overrides)
     return HybridHashConfig(**kw)
 
@@ -52,8 +59,16 @@ def test_hand_counted_flops_shapes_and_parameters():
 def test_rows_add_up_to_the_model_and_nesting_is_subtracted():
     model = HybridHash(tiny_config())
     rows = stage_summary(model)
-    assert [r.module for r in rows] == ["patch_embed", "levels.0", "levels.1.interaction", "levels.1",
-                                        "levels.2.interaction", "levels.2", "norm", "hash_head"]
+    assert [r.module for r in rows] == [
+        "patch_embed",
+        "levels.0",
+        "levels.1.interaction",
+        "levels.1",
+        "levels.2.interaction",
+        "levels.2",
+        "norm",
+        "hash_head",
+    ]
     assert sum(r.parameters for r in rows) == model.num_parameters()
     by_module = {r.module: r for r in rows}
     # levels.1 without its interaction module: the level's pos_embed and transformer layer
@@ -116,8 +131,13 @@ def test_nest_mapping_leaves_exactly_the_global_branches_and_hash_head_fresh():
     model = HybridHash(HybridHashConfig(bits=16, **kw))
     rows = load_report_by_stage(load_nest_weights(model, nest), model)
     fresh = {r.stage for r in rows if r.missing_tensors}
-    assert fresh == {"level 1 interaction: global branch", "level 2 interaction: global branch",
-                     "hash head: local branch", "hash head: global branch", "hash head: to bits"}
+    assert fresh == {
+        "level 1 interaction: global branch",
+        "level 2 interaction: global branch",
+        "hash head: local branch",
+        "hash head: global branch",
+        "hash head: to bits",
+    }
     assert all(r.missing_tensors == 0 for r in rows if r.stage not in fresh)
 
 
@@ -127,8 +147,12 @@ def test_tables_render_totals_and_align():
     assert lines[0].split()[:2] == ["stage", "output"]
     assert lines[-1].startswith("total") and "1,301" in lines[-1]  # 16 + 1285 parameters
     assert "(1, 4, 8, 8)" in text
-    assert format_table([["a", 1], ["bb", 22]], ["name", "n"]).splitlines() == ["name   n", "----  --", "a      1",
-                                                                               "bb    22"]
+    assert format_table([["a", 1], ["bb", 22]], ["name", "n"]).splitlines() == [
+        "name   n",
+        "----  --",
+        "a      1",
+        "bb    22",
+    ]
     with pytest.raises(ValueError):
         format_table([["a"]], ["name", "n"])
     model = HybridHash(tiny_config())

@@ -40,16 +40,18 @@ def test_a_short_run_learns_and_beats_random_codes(fashion_subset, tmp_path):
     # Small batches: from scratch the codes need a few hundred steps to leave the
     # all-zero saddle of the loss (2 log 2), where every code is equally (un)likely.
     config = TrainConfig.cpu(epochs=5, eval_every=2, lr=1e-3, warmup_epochs=0.5, batch_size=16)
-    history = fit(model, data, config, out_dir=tmp_path, progress=False,
-                  on_epoch=lambda h: seen.append(len(h.epochs)))
+    history = fit(model, data, config, out_dir=tmp_path, progress=False, on_epoch=lambda h: seen.append(len(h.epochs)))
     assert seen == [1, 2, 3, 4, 5]
     losses = [e["loss"] for e in history.epochs]
     assert losses[-1] < min(losses[0], 2 * np.log(2)) - 0.05
     assert [e["epoch"] for e in history.evals] == [2, 4, 5]
     rng = np.random.default_rng(0)
     random_map = mean_average_precision(
-        rng.choice([-1, 1], (len(data.query), 16)), rng.choice([-1, 1], (len(data.database), 16)),
-        data.query.labels, data.database.labels)
+        rng.choice([-1, 1], (len(data.query), 16)),
+        rng.choice([-1, 1], (len(data.database), 16)),
+        data.query.labels,
+        data.database.labels,
+    )
     assert history.best_map > random_map + 0.05
     assert all(e["images_per_second"] > 0 for e in history.epochs)
     # the model ends with the best weights, and the checkpoint keeps them
@@ -73,24 +75,40 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_last_checkpoin
 
     model.register_forward_hook(poison)
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, batch 3.*holds epoch 1"):
-        fit(model, fashion_subset, TrainConfig.cpu(epochs=3, eval_every=5, batch_size=64), out_dir=tmp_path,
-            progress=False)
+        fit(
+            model,
+            fashion_subset,
+            TrainConfig.cpu(epochs=3, eval_every=5, batch_size=64),
+            out_dir=tmp_path,
+            progress=False,
+        )
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
 
 
 def test_resume_refuses_another_recipe(fashion_subset, tmp_path):
     fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="cannot resume: the checkpoint was made with another training configuration"):
-        fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1, lr=1e-4), out_dir=tmp_path,
-            resume=True, progress=False)
+        fit(
+            tiny_model(),
+            fashion_subset,
+            TrainConfig.cpu(epochs=1, lr=1e-4),
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_the_cpu_preset_keeps_the_signs_of_the_codes_in_the_bank(fashion_subset, tmp_path):
     fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path / "binary", progress=False)
     bank = load_checkpoint(tmp_path / "binary" / "checkpoint.pt")["loss"]["U"]
     assert set(bank.unique().tolist()) == {-1.0, 1.0}  # every training image seen once
-    fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1, binary_bank=False), out_dir=tmp_path / "relaxed",
-        progress=False)
+    fit(
+        tiny_model(),
+        fashion_subset,
+        TrainConfig.cpu(epochs=1, binary_bank=False),
+        out_dir=tmp_path / "relaxed",
+        progress=False,
+    )
     bank = load_checkpoint(tmp_path / "relaxed" / "checkpoint.pt")["loss"]["U"]
     assert bank.abs().max() < 1 and bank.abs().min() > 0
 
@@ -103,13 +121,30 @@ def test_a_checkpoint_from_before_a_new_field_resumes_with_its_default(fashion_s
     torch.save(state, tmp_path / "checkpoint.pt")
     fit(tiny_model(), fashion_subset, config, out_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="another training configuration"):
-        fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path, resume=True,
-            progress=False)
+        fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path, resume=True, progress=False)
 
 
 def _train_command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "hhlib", "train", "--dataset", "fashion-mnist", "--limit", "192",
-            "--bits", "16", "--epochs", "4", "--eval-every", "2", "--out", str(out), "--quiet", "--resume"]
+    return [
+        sys.executable,
+        "-m",
+        "hhlib",
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "192",
+        "--bits",
+        "16",
+        "--epochs",
+        "4",
+        "--eval-every",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        "--resume",
+    ]
 
 
 def test_a_killed_run_resumes_to_the_same_final_state(tmp_path):
@@ -148,8 +183,15 @@ def test_train_config_rejects_bad_values():
 
 def test_paper_recipe_is_the_papers():
     config = TrainConfig.paper()
-    assert (config.optimizer, config.lr, config.weight_decay, config.batch_size, config.alpha,
-            config.eval_every, config.epochs) == ("rmsprop", 2.5e-5, 1e-5, 64, 0.5, 3, 15)
+    assert (
+        config.optimizer,
+        config.lr,
+        config.weight_decay,
+        config.batch_size,
+        config.alpha,
+        config.eval_every,
+        config.epochs,
+    ) == ("rmsprop", 2.5e-5, 1e-5, 64, 0.5, 3, 15)
     assert not config.binary_bank and TrainConfig.cpu().binary_bank  # the paper's bank is relaxed
 
 
@@ -163,15 +205,20 @@ def test_collapsed_codes_are_reported(fashion_subset):
 
 def test_encode_refuses_a_batch_size_below_one(fashion_subset):
     from hhlib.train import encode
+
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         encode(tiny_model(), fashion_subset.query, batch_size=0, progress=False)
 
 
 def test_encode_signs_the_rotated_codes_of_a_model_with_code_rotation(fashion_subset):
     from hhlib.train import encode
+
     torch.manual_seed(0)
-    model = HybridHash(HybridHashConfig.cpu(bits=16, embed_dims=(16, 32, 64), num_heads=(2, 4, 8), depths=(1, 1, 1),
-                                            code_rotation=True)).eval()
+    model = HybridHash(
+        HybridHashConfig.cpu(
+            bits=16, embed_dims=(16, 32, 64), num_heads=(2, 4, 8), depths=(1, 1, 1), code_rotation=True
+        )
+    ).eval()
     codes = encode(model, fashion_subset.query, progress=False)
     with torch.no_grad():
         u = model(torch.stack([fashion_subset.query[i][0] for i in range(len(fashion_subset.query))]))
@@ -181,6 +228,7 @@ def test_encode_signs_the_rotated_codes_of_a_model_with_code_rotation(fashion_su
 
 def test_encode_in_bfloat16_on_a_cpu_when_asked(fashion_subset):
     from hhlib.train import encode
+
     model = tiny_model()
     dtypes = []
     model.hash_head.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))

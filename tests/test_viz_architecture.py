@@ -42,8 +42,13 @@ def test_blocks_per_level_follow_the_configuration():
     assert "token = 2x2 px, block = 8x8 px" in fig.axes[0].get_title()
     assert "token = 8x8 px, block = 32x32 px" in fig.axes[2].get_title()
     # block borders lie on multiples of the block side in pixels
-    assert sorted({float(x) for line in thick_lines(fig.axes[0]) for x in np.atleast_1d(line.get_xdata())}) \
-        == [0.0, 1.0, 8.0, 16.0, 24.0]  # axhline spans x in axis coordinates 0..1
+    assert sorted({float(x) for line in thick_lines(fig.axes[0]) for x in np.atleast_1d(line.get_xdata())}) == [
+        0.0,
+        1.0,
+        8.0,
+        16.0,
+        24.0,
+    ]  # axhline spans x in axis coordinates 0..1
     with pytest.raises(ValueError):
         plot_blocks(np.zeros((4, 4, 5)), config)
 
@@ -93,10 +98,12 @@ def test_stage_costs_bars_are_the_numbers():
 
 
 def test_stage_costs_of_two_models_merge_stage_names_in_order():
-    fig = plot_stage_costs({
-        "one": rows(("stem", 1, 1), ("interaction", 1, 1), ("head", 1, 1)),
-        "two": rows(("stem", 2, 2), ("pool", 2, 2), ("head", 2, 2)),
-    })
+    fig = plot_stage_costs(
+        {
+            "one": rows(("stem", 1, 1), ("interaction", 1, 1), ("head", 1, 1)),
+            "two": rows(("stem", 2, 2), ("pool", 2, 2), ("head", 2, 2)),
+        }
+    )
     params_ax = fig.axes[0]
     assert [t.get_text() for t in params_ax.get_yticklabels()] == ["stem", "interaction", "pool", "head"]
     assert len(params_ax.patches) == 6

@@ -70,8 +70,9 @@ def test_pair_distances_splits_by_shared_label():
     # query 0 = item 0: distances to the four items 0, 0, 2, 1; query 1 is the same code
     assert sorted(similar.tolist()) == [0, 0, 0, 0]
     assert sorted(dissimilar.tolist()) == [1, 1, 2, 2]
-    similar, dissimilar = vc.pair_distances(random_codes(50), random_codes(80, seed=1), np.arange(50) % 3,
-                                            np.arange(80) % 3, max_queries=10, max_items=20)
+    similar, dissimilar = vc.pair_distances(
+        random_codes(50), random_codes(80, seed=1), np.arange(50) % 3, np.arange(80) % 3, max_queries=10, max_items=20
+    )
     assert len(similar) + len(dissimilar) == 200
 
 
@@ -107,9 +108,15 @@ def test_embed_codes_samples_and_separates_classes():
 def test_augmentation_flips_with_a_model_that_reads_pixels():
     """A 'model' whose bits are the signs of pixels: shifting images must flip some."""
     pixels = torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8)
-    splits = build_splits(pixels, np.arange(12) % 2, 2, {"train": np.arange(4), "query": np.arange(4, 12),
-                                                          "database": np.arange(4)}, img_size=8, augment=True,
-                          flip=True)
+    splits = build_splits(
+        pixels,
+        np.arange(12) % 2,
+        2,
+        {"train": np.arange(4), "query": np.arange(4, 12), "database": np.arange(4)},
+        img_size=8,
+        augment=True,
+        flip=True,
+    )
 
     class PixelSigns(torch.nn.Module):
         def __init__(self):
@@ -207,8 +214,9 @@ def test_mosaic_frames_tiles_and_resizes():
     canvas, corners, tile = vc._mosaic(images, ["tab:green", "tab:red", "0.6"], columns=2)
     assert tile == 8 and canvas.dtype == np.uint8
     to_rgb = matplotlib.colors.to_rgb
-    np.testing.assert_allclose(frame_colours(canvas, corners),
-                               [to_rgb("tab:green"), to_rgb("tab:red"), to_rgb("0.6")], atol=1 / 255)
+    np.testing.assert_allclose(
+        frame_colours(canvas, corners), [to_rgb("tab:green"), to_rgb("tab:red"), to_rgb("0.6")], atol=1 / 255
+    )
     border = 1  # max(1, 8 // 16)
     for (top, left), value in zip(corners, (50, 200, 90)):
         inside = canvas[top + border : top + border + tile, left + border : left + border + tile]
@@ -219,8 +227,9 @@ def test_mosaic_frames_tiles_and_resizes():
 def test_plot_retrieval_grid_frames_by_relevance():
     image = np.zeros((8, 8, 3), np.uint8)
     relevant = [True, False, True, True, False]
-    fig = vc.plot_retrieval_grid(image, [image] * 5, [0, 1, 1, 3, 4], relevant, captions=list("abcde"),
-                                 columns=3, title="t")
+    fig = vc.plot_retrieval_grid(
+        image, [image] * 5, [0, 1, 1, 3, 4], relevant, captions=list("abcde"), columns=3, title="t"
+    )
     query_ax, results_ax = fig.axes
     to_rgb = matplotlib.colors.to_rgb
     np.testing.assert_allclose(query_ax.images[0].get_array()[0, 0] / 255, to_rgb(vc.QUERY_COLOUR), atol=1 / 255)
@@ -228,8 +237,7 @@ def test_plot_retrieval_grid_frames_by_relevance():
     canvas, corners, _ = vc._mosaic([image] * 5, frames, columns=3, caption_rows=0.55)
     np.testing.assert_array_equal(results_ax.images[0].get_array(), canvas)
     np.testing.assert_allclose(frame_colours(canvas, corners), [to_rgb(c) for c in frames], atol=1 / 255)
-    assert [t.get_text() for t in results_ax.texts] == ["1. d=0\na", "2. d=1\nb", "3. d=1\nc", "4. d=3\nd",
-                                                        "5. d=4\ne"]
+    assert [t.get_text() for t in results_ax.texts] == ["1. d=0\na", "2. d=1\nb", "3. d=1\nc", "4. d=3\nd", "5. d=4\ne"]
     fig = vc.plot_retrieval_grid(image, [image] * 2, [0, 1])  # relevance unknown: grey frames
     canvas = fig.axes[1].images[0].get_array()
     colours = {tuple(int(v) for v in pixel) for pixel in canvas.reshape(-1, 3)}

@@ -79,8 +79,13 @@ def test_ranking_without_relevant_items_and_bad_shapes():
 @pytest.mark.parametrize("protocol, train_only, train_in_database", [("cifar10", 5000, 0), ("cifar10-1", 0, 5000)])
 def test_protocol_layout_counts_overlaps(protocol, train_only, train_in_database):
     layout = protocol_layout(split_protocol(LABELS, protocol), 6000)
-    assert layout == {"query": 1000, "train": train_only, "train and database": train_in_database,
-                      "database": 0, "unused": 0}
+    assert layout == {
+        "query": 1000,
+        "train": train_only,
+        "train and database": train_in_database,
+        "database": 0,
+        "unused": 0,
+    }
 
 
 def test_protocol_layout_with_unused_images_and_errors():

@@ -48,8 +48,13 @@ def synthetic_scores():
         noisy = good * np.where(rng.random(good.shape) < 0.15, -1, 1)
         scores[bits] = {
             "good": viz.retrieval_scores(noisy[:20], noisy[20:], labels[:20], labels[20:], ks=[1, 10, 60]),
-            "random": viz.retrieval_scores(rng.choice([-1, 1], (20, bits)), rng.choice([-1, 1], (60, bits)),
-                                           labels[:20], labels[20:], ks=[1, 10, 60]),
+            "random": viz.retrieval_scores(
+                rng.choice([-1, 1], (20, bits)),
+                rng.choice([-1, 1], (60, bits)),
+                labels[:20],
+                labels[20:],
+                ks=[1, 10, 60],
+            ),
         }
     scores[16].pop("random")  # a method missing at one length still plots
     return scores

@@ -69,8 +69,9 @@ def test_code_scale_loss_starts_at_two_log_two_and_equals_the_loss_module():
     losses = viz.code_scale_loss(codes, labels, [0.0, 0.5, 1.0], alpha=0.5)
     assert losses[0] == pytest.approx(2 * LOG2)
     criterion = WeightedLikelihoodLoss(40, 4, 16, alpha=0.5)
-    direct = criterion(torch.tensor(codes, dtype=torch.float32) * 0.5, torch.tensor(labels, dtype=torch.float32),
-                       torch.arange(40))
+    direct = criterion(
+        torch.tensor(codes, dtype=torch.float32) * 0.5, torch.tensor(labels, dtype=torch.float32), torch.arange(40)
+    )
     assert losses[1] == pytest.approx(float(direct), rel=1e-5)
     with pytest.raises(ValueError, match="same N"):
         viz.code_scale_loss(codes[:3], labels, [1.0])
@@ -81,8 +82,9 @@ def test_code_scale_loss_plot_goes_down_for_class_codes_and_up_for_random_ones()
     classes = rng.integers(0, 2, 60)
     labels = np.eye(2)[classes]
     per_class = np.array([[1.0] * 8, [-1.0] * 8])[classes]  # opposite codes for the two classes
-    figure = viz.plot_code_scale_loss({"class": per_class, "random": rng.choice([-1.0, 1.0], (60, 8))}, labels,
-                                      scales=np.linspace(0, 1, 5))
+    figure = viz.plot_code_scale_loss(
+        {"class": per_class, "random": rng.choice([-1.0, 1.0], (60, 8))}, labels, scales=np.linspace(0, 1, 5)
+    )
     class_line, random_line = figure.axes[0].lines[:2]
     assert class_line.get_ydata()[0] == pytest.approx(2 * LOG2) == random_line.get_ydata()[0]
     assert class_line.get_ydata()[-1] < 0.1 < 2 * LOG2 < random_line.get_ydata()[-1]

@@ -4,11 +4,10 @@ import re
 
 import pytest
 import timm
-
-import hhlib.weights
 import torch
 from timm.models.nest import Nest
 
+import hhlib.weights
 from hhlib import HybridHash, HybridHashConfig, load_nest_weights, load_reference_weights
 from hhlib.weights import authors_to_hhlib, nest_to_hhlib
 
@@ -53,8 +52,11 @@ def test_authors_names_map_one_to_one(reference):
 
 def test_authors_weights_for_another_configuration_fail_with_the_shapes(reference):
     other = HybridHash(HybridHashConfig(**{**reference["model_config"], "bits": 16}, drop_path_rate=0.0))
-    with pytest.raises(ValueError, match=r"hashlayer_train.conv2.weight -> hash_head.to_bits.weight: "
-                                         r"source \(32, 64, 1, 1\), model \(16, 64, 1, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"hashlayer_train.conv2.weight -> hash_head.to_bits.weight: "
+        r"source \(32, 64, 1, 1\), model \(16, 64, 1, 1\)",
+    ):
         load_reference_weights(other, reference["state_dict"])
 
 

@@ -23,8 +23,8 @@ from hhlib.index import HammingIndex  # noqa: E402
 from hhlib.model import HybridHash, HybridHashConfig  # noqa: E402
 from hhlib.train import encode  # noqa: E402
 from hhlib.widgets import (  # noqa: E402
-    UPLOAD,
     QUERY_SET,
+    UPLOAD,
     RetrievalExplorer,
     database_index,
     decode_upload,

@@ -43,10 +43,12 @@ def notebook_paths(names: list[str]) -> list[Path]:
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Strip what changes from run to run without teaching anything."""
-    nb.metadata = nbformat.from_dict({
-        "kernelspec": KERNELSPEC,
-        "language_info": {"name": "python"},
-    })
+    nb.metadata = nbformat.from_dict(
+        {
+            "kernelspec": KERNELSPEC,
+            "language_info": {"name": "python"},
+        }
+    )
     count = 0
     for cell in nb.cells:
         cell.metadata = nbformat.from_dict({k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA})
@@ -107,8 +109,13 @@ def run(path: Path, out: Path | None, fast: bool, timeout: int) -> float:
     os.environ["HH_FAST"] = "1" if fast else "0"
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.resolve().parent)}},
-                       allow_errors=False).execute()
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.resolve().parent)}},
+            allow_errors=False,
+        ).execute()
     finally:
         if env_fast is None:
             os.environ.pop("HH_FAST", None)

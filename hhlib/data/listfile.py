@@ -117,8 +117,15 @@ class ListFileDataset(Dataset):
         DatasetNotFoundError: when listed images are missing.
     """
 
-    def __init__(self, root: str | os.PathLike, list_file: str | os.PathLike, num_classes: int,
-                 transform: Compose, limit: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        list_file: str | os.PathLike,
+        num_classes: int,
+        transform: Compose,
+        limit: int | None = None,
+        seed: int = 0,
+    ) -> None:
         self.root = Path(root)
         self.list_file = Path(list_file)
         paths, labels, lines = parse_label_file(self.list_file, num_classes)
@@ -150,9 +157,7 @@ class ListFileDataset(Dataset):
             with Image.open(path) as image:
                 return image.convert("RGB")
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-            raise ImageDecodeError(
-                f"{self.list_file}:{self._lines[i]}: cannot read image {path}: {error}"
-            ) from error
+            raise ImageDecodeError(f"{self.list_file}:{self._lines[i]}: cannot read image {path}: {error}") from error
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         i = range(len(self))[i]  # bounds check, negative indices
@@ -163,8 +168,9 @@ class ListFileDataset(Dataset):
         return np.asarray(self._open(range(len(self))[i]))
 
 
-def make_split_lists(label_file: str | os.PathLike, out_dir: str | os.PathLike,
-                     protocol: str = "nuswide_21", seed: int = 0) -> Split:
+def make_split_lists(
+    label_file: str | os.PathLike, out_dir: str | os.PathLike, protocol: str = "nuswide_21", seed: int = 0
+) -> Split:
     """Write ``train.txt``, ``test.txt`` and ``database.txt`` for a protocol.
 
     Args:

@@ -48,8 +48,14 @@ class InMemorySplit(Dataset):
         pool_indices: as above.
     """
 
-    def __init__(self, pixels: torch.Tensor, rows: np.ndarray, labels: np.ndarray,
-                 transform: TensorTransform, pool_indices: np.ndarray) -> None:
+    def __init__(
+        self,
+        pixels: torch.Tensor,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        transform: TensorTransform,
+        pool_indices: np.ndarray,
+    ) -> None:
         self._pixels = pixels
         self._rows = torch.as_tensor(rows, dtype=torch.int64)
         self._n = len(self._rows)
@@ -75,8 +81,7 @@ class InMemorySplit(Dataset):
         images, label_vectors, _ = self.get_batch([i])
         return images[0], label_vectors[0], i
 
-    def get_batch(self, positions: torch.Tensor | Sequence[int]
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def get_batch(self, positions: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A whole batch at once, with tensor operations instead of per-item calls.
 
         Args:
@@ -109,9 +114,16 @@ class InMemorySplit(Dataset):
         return self._pixels[self._rows].permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def build_splits(pixels: torch.Tensor, classes: np.ndarray, num_classes: int,
-                 parts: dict[str, np.ndarray], img_size: int, augment: bool,
-                 flip: bool, max_shift: int | None = None) -> dict[str, InMemorySplit]:
+def build_splits(
+    pixels: torch.Tensor,
+    classes: np.ndarray,
+    num_classes: int,
+    parts: dict[str, np.ndarray],
+    img_size: int,
+    augment: bool,
+    flip: bool,
+    max_shift: int | None = None,
+) -> dict[str, InMemorySplit]:
     """Build the in-memory splits of a pooled dataset.
 
     Only the pool rows that some split uses are kept (a ``limit`` makes
@@ -140,8 +152,7 @@ def build_splits(pixels: torch.Tensor, classes: np.ndarray, num_classes: int,
     one_hot = np.eye(num_classes, dtype=np.uint8)
     splits, start = {}, 0
     for name, indices in parts.items():
-        transform = TensorTransform(img_size, augment=augment and name == "train", flip=flip,
-                                    max_shift=max_shift)
+        transform = TensorTransform(img_size, augment=augment and name == "train", flip=flip, max_shift=max_shift)
         split_rows = rows[start : start + len(indices)]
         splits[name] = InMemorySplit(pixels, split_rows, one_hot[classes[indices]], transform, indices)
         start += len(indices)

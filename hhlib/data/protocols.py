@@ -105,15 +105,11 @@ def class_membership(labels: np.ndarray, num_classes: int) -> np.ndarray:
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"class ids must be integers, got dtype {labels.dtype}")
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"class ids must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]"
-            )
+            raise ValueError(f"class ids must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
         return np.arange(num_classes) == labels[:, None]
     if labels.ndim == 2 and labels.shape[1] == num_classes:
         return labels != 0
-    raise ValueError(
-        f"labels must be (n,) class ids or an (n, {num_classes}) label matrix, got shape {labels.shape}"
-    )
+    raise ValueError(f"labels must be (n,) class ids or an (n, {num_classes}) label matrix, got shape {labels.shape}")
 
 
 def labels_checksum(labels: np.ndarray, num_classes: int) -> str:
@@ -214,9 +210,7 @@ class Split:
             if missing:
                 raise DataFormatError(f"{path}: not a split file written by Split.save (no {missing})")
             if str(archive["format"]) != _SPLIT_FORMAT:
-                raise DataFormatError(
-                    f"{path}: split format {str(archive['format'])!r}, expected {_SPLIT_FORMAT!r}"
-                )
+                raise DataFormatError(f"{path}: split format {str(archive['format'])!r}, expected {_SPLIT_FORMAT!r}")
             split = cls(
                 protocol=str(archive["protocol"]),
                 seed=int(archive["seed"]),

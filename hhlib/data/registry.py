@@ -27,7 +27,16 @@ Loader = Callable[[str | os.PathLike | None, bool], tuple[torch.Tensor, np.ndarr
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 
@@ -65,11 +74,9 @@ DATASETS: dict[str, DatasetInfo] = {
     # Fashion-MNIST's items are centred, in the query images too: shifts of up to 2 px at 32 px
     # regularise without teaching an invariance retrieval never uses. The CPU preset (52 epochs,
     # first 10,000 database images) scored mAP 0.781 with flips only, 0.802 with 1 px, 0.811 with 2 px.
-    "fashion-mnist": DatasetInfo(10, None, 32, load_fashion_mnist, FASHION_MNIST_CLASSES, grey=True,
-                                 shift=1 / 16),
+    "fashion-mnist": DatasetInfo(10, None, 32, load_fashion_mnist, FASHION_MNIST_CLASSES, grey=True, shift=1 / 16),
     # A flipped 2 or 7 is not a digit.
-    "digits": DatasetInfo(10, None, 32, load_digits, tuple(str(d) for d in range(10)), flip=False,
-                          grey=True),
+    "digits": DatasetInfo(10, None, 32, load_digits, tuple(str(d) for d in range(10)), flip=False, grey=True),
     "nuswide_21": DatasetInfo(21, 5000, 224),
     "nuswide_81_m": DatasetInfo(81, 5000, 224),
     "coco": DatasetInfo(80, 5000, 224),
@@ -111,9 +118,16 @@ class RetrievalData:
         )
 
 
-def get_dataset(name: str, root: str | os.PathLike | None = None, split_seed: int = 0,
-                img_size: int | None = None, augment: bool = True, download: bool = True,
-                limit: int | None = None, split: Split | str | os.PathLike | None = None) -> RetrievalData:
+def get_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    split_seed: int = 0,
+    img_size: int | None = None,
+    augment: bool = True,
+    download: bool = True,
+    limit: int | None = None,
+    split: Split | str | os.PathLike | None = None,
+) -> RetrievalData:
     """Load a dataset with its retrieval protocol.
 
     Args:
@@ -164,22 +178,41 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, split_seed: in
             raise ValueError(f"split= is a {split.protocol!r} split, but the dataset is {name!r}")
         split.verify(classes)
     parts = {part: getattr(split, part)[:limit] for part in ("train", "query", "database")}
-    splits = build_splits(pixels, classes, info.num_classes, parts, img_size, augment, info.flip,
-                          max_shift=round(info.shift * img_size))
-    return RetrievalData(name, splits["train"], splits["query"], splits["database"], info.num_classes,
-                         info.topk, info.class_names, img_size, split)
+    splits = build_splits(
+        pixels, classes, info.num_classes, parts, img_size, augment, info.flip, max_shift=round(info.shift * img_size)
+    )
+    return RetrievalData(
+        name,
+        splits["train"],
+        splits["query"],
+        splits["database"],
+        info.num_classes,
+        info.topk,
+        info.class_names,
+        img_size,
+        split,
+    )
 
 
-def _list_file_data(name: str, info: DatasetInfo, root: str | os.PathLike | None, img_size: int,
-                    augment: bool, limit: int | None, seed: int) -> RetrievalData:
+def _list_file_data(
+    name: str,
+    info: DatasetInfo,
+    root: str | os.PathLike | None,
+    img_size: int,
+    augment: bool,
+    limit: int | None,
+    seed: int,
+) -> RetrievalData:
     """The three splits of a list-file dataset (see :func:`get_dataset`)."""
+
     def has_files(folder: Path) -> bool:
         return all((folder / filename).is_file() for filename in LIST_FILES.values())
 
     folder, searched = find_root(name, root, has_files)
     if folder is None:
         raise not_found_error(
-            f"{name} ({', '.join(LIST_FILES.values())})", searched,
+            f"{name} ({', '.join(LIST_FILES.values())})",
+            searched,
             f"Put the list files and the images they name (paths relative to the folder) into one of\n"
             f"those folders, e.g. data/{name}/; see data/README.md for where to get them.",
         )
@@ -187,5 +220,14 @@ def _list_file_data(name: str, info: DatasetInfo, root: str | os.PathLike | None
     for part, filename in LIST_FILES.items():
         transform = list_transform(img_size, train=augment and part == "train")
         splits[part] = ListFileDataset(folder, folder / filename, info.num_classes, transform, limit, seed)
-    return RetrievalData(name, splits["train"], splits["query"], splits["database"], info.num_classes,
-                         info.topk, read_class_names(folder, info.num_classes), img_size, None)
+    return RetrievalData(
+        name,
+        splits["train"],
+        splits["query"],
+        splits["database"],
+        info.num_classes,
+        info.topk,
+        read_class_names(folder, info.num_classes),
+        img_size,
+        None,
+    )

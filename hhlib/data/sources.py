@@ -52,8 +52,7 @@ CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def candidate_dirs(dirname: str, root: str | os.PathLike | None = None,
-                   system_dirs: Sequence[Path] = ()) -> list[Path]:
+def candidate_dirs(dirname: str, root: str | os.PathLike | None = None, system_dirs: Sequence[Path] = ()) -> list[Path]:
     """The folders searched for dataset ``dirname``, in order, without duplicates."""
     dirs = [] if root is None else [Path(root).expanduser()]
     if os.environ.get("HH_DATA"):
@@ -67,8 +66,9 @@ def candidate_dirs(dirname: str, root: str | os.PathLike | None = None,
     return list(unique.values())
 
 
-def find_root(dirname: str, root: str | os.PathLike | None, has_files: Callable[[Path], bool],
-              system_dirs: Sequence[Path] = ()) -> tuple[Path | None, list[Path]]:
+def find_root(
+    dirname: str, root: str | os.PathLike | None, has_files: Callable[[Path], bool], system_dirs: Sequence[Path] = ()
+) -> tuple[Path | None, list[Path]]:
     """Find the first candidate folder that holds a dataset.
 
     Args:
@@ -157,6 +157,7 @@ def load_fashion_mnist(root: str | os.PathLike | None, download: bool) -> tuple[
     Returns:
         (70000, 1, 28, 28) uint8 pixels and (70000,) int64 class ids.
     """
+
     def has_files(folder: Path) -> bool:
         return all(_idx_file(folder, stem) for stem in FASHION_MNIST_FILES)
 
@@ -183,13 +184,9 @@ def load_fashion_mnist(root: str | os.PathLike | None, download: bool) -> tuple[
         images_path, labels_path = _idx_file(folder, images_stem), _idx_file(folder, labels_stem)
         images, classes = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise DataFormatError(
-                f"{images_path}: expected (n, H, W) uint8 images, got {images.shape} {images.dtype}"
-            )
+            raise DataFormatError(f"{images_path}: expected (n, H, W) uint8 images, got {images.shape} {images.dtype}")
         if classes.shape != (len(images),):
-            raise DataFormatError(
-                f"{labels_path}: {classes.shape} labels for {len(images)} images in {images_path}"
-            )
+            raise DataFormatError(f"{labels_path}: {classes.shape} labels for {len(images)} images in {images_path}")
         pixels.append(images)
         labels.append(classes.astype(np.int64))
     return torch.from_numpy(np.concatenate(pixels)[:, None]), np.concatenate(labels)
@@ -203,6 +200,7 @@ def load_cifar10(root: str | os.PathLike | None, download: bool) -> tuple[torch.
     Returns:
         (60000, 3, 32, 32) uint8 pixels and (60000,) int64 class ids.
     """
+
     def has_files(folder: Path) -> bool:
         return all((folder / CIFAR10_FOLDER / name).is_file() for name in CIFAR10_FILES)
 
@@ -219,8 +217,7 @@ def load_cifar10(root: str | os.PathLike | None, download: bool) -> tuple[torch.
         if not download:
             raise not_found_error(f"CIFAR-10 ({CIFAR10_FOLDER})", searched, how_to_get)
         folder = searched[0]
-        guarded_download(folder, lambda: CIFAR10(str(folder), train=True, download=True),
-                         "CIFAR-10", how_to_get)
+        guarded_download(folder, lambda: CIFAR10(str(folder), train=True, download=True), "CIFAR-10", how_to_get)
     try:
         parts = [CIFAR10(str(folder), train=train, download=False) for train in (True, False)]
     except RuntimeError as error:  # torchvision's checksum test failed
@@ -233,8 +230,7 @@ def load_cifar10(root: str | os.PathLike | None, download: bool) -> tuple[torch.
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), labels
 
 
-def load_digits(root: str | os.PathLike | None = None,
-                download: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+def load_digits(root: str | os.PathLike | None = None, download: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """scikit-learn's 8x8 digits (1,797 images, shipped with scikit-learn).
 
     ``root`` and ``download`` are accepted for a uniform loader signature and ignored.

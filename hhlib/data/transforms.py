@@ -43,8 +43,7 @@ def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Te
     out = torch.empty((n, c, size, size), dtype=torch.uint8)
     for start in range(0, n, chunk):
         batch = images[start : start + chunk].float()
-        resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
-                                antialias=True)
+        resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         out[start : start + chunk] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out
 
@@ -97,8 +96,10 @@ class TensorTransform:
         self._shift = -torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / std
 
     def __repr__(self) -> str:
-        return (f"TensorTransform(img_size={self.img_size}, augment={self.augment}, flip={self.flip}, "
-                f"max_shift={self.max_shift})")
+        return (
+            f"TensorTransform(img_size={self.img_size}, augment={self.augment}, flip={self.flip}, "
+            f"max_shift={self.max_shift})"
+        )
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Transform (B, 1 or 3, H, W) uint8 into (B, 3, S, S) float32."""
@@ -120,12 +121,18 @@ def list_transform(img_size: int, train: bool) -> transforms.Compose:
             so that their shorter side is ``img_size * 256 / 224``.
         train: RandomCrop + horizontal flip when True, CenterCrop otherwise.
     """
-    crop = [transforms.RandomCrop(img_size), transforms.RandomHorizontalFlip()] if train else [
-        transforms.CenterCrop(img_size)
-    ]
+    crop = (
+        [transforms.RandomCrop(img_size), transforms.RandomHorizontalFlip()]
+        if train
+        else [transforms.CenterCrop(img_size)]
+    )
     return transforms.Compose(
-        [transforms.Resize(round(img_size * 256 / 224)), *crop, transforms.ToTensor(),
-         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        [
+            transforms.Resize(round(img_size * 256 / 224)),
+            *crop,
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
     )
 
 

@@ -52,8 +52,9 @@ def _as_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return image
 
 
-def plot_blocks(image: np.ndarray | torch.Tensor, config: HybridHashConfig,
-                axes: Sequence[Axes] | None = None, numbers: bool = True) -> Figure:
+def plot_blocks(
+    image: np.ndarray | torch.Tensor, config: HybridHashConfig, axes: Sequence[Axes] | None = None, numbers: bool = True
+) -> Figure:
     """The blocks of every level of a HybridHash, drawn over an image.
 
     Level i sees a map of side ``G / 2**i`` tokens (G = img_size /
@@ -83,8 +84,9 @@ def plot_blocks(image: np.ndarray | torch.Tensor, config: HybridHashConfig,
         token_px = config.patch_size * 2**level  # a token of level i covers this many pixels
         block_px = b * token_px
         side = size // block_px  # blocks per side
-        ax.imshow(picture, extent=(0, size, size, 0), cmap="gray" if picture.ndim == 2 else None,
-                  interpolation="nearest")
+        ax.imshow(
+            picture, extent=(0, size, size, 0), cmap="gray" if picture.ndim == 2 else None, interpolation="nearest"
+        )
         if token_px >= 4 * size / 224:
             for t in range(1, size // token_px):
                 ax.axhline(t * token_px, color="white", linewidth=0.3, alpha=0.6)
@@ -95,14 +97,25 @@ def plot_blocks(image: np.ndarray | torch.Tensor, config: HybridHashConfig,
         if numbers:
             for row in range(side):
                 for col in range(side):
-                    ax.text((col + 0.5) * block_px, (row + 0.5) * block_px, str(row * side + col), color="yellow",
-                            ha="center", va="center", fontsize=9, fontweight="bold")
+                    ax.text(
+                        (col + 0.5) * block_px,
+                        (row + 0.5) * block_px,
+                        str(row * side + col),
+                        color="yellow",
+                        ha="center",
+                        va="center",
+                        fontsize=9,
+                        fontweight="bold",
+                    )
         ax.set_xlim(0, size)
         ax.set_ylim(size, 0)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"level {level}: {side * side} block{'s' if side > 1 else ''} of {b}x{b} tokens\n"
-                     f"token = {token_px}x{token_px} px, block = {block_px}x{block_px} px", fontsize=9)
+        ax.set_title(
+            f"level {level}: {side * side} block{'s' if side > 1 else ''} of {b}x{b} tokens\n"
+            f"token = {token_px}x{token_px} px, block = {block_px}x{block_px} px",
+            fontsize=9,
+        )
     fig = axes[0].figure
     fig.tight_layout()
     return fig
@@ -139,12 +152,21 @@ def plot_blockify(image: np.ndarray | torch.Tensor, block_size: int) -> Figure:
         left.axvline(k * block_size - 0.5, color="tab:red", linewidth=1.5)
     for row in range(side):
         for col in range(side):
-            left.text((col + 0.5) * block_size - 0.5, (row + 0.5) * block_size - 0.5, str(row * side + col),
-                      color="yellow", ha="center", va="center", fontsize=8, fontweight="bold")
+            left.text(
+                (col + 0.5) * block_size - 0.5,
+                (row + 0.5) * block_size - 0.5,
+                str(row * side + col),
+                color="yellow",
+                ha="center",
+                va="center",
+                fontsize=8,
+                fontweight="bold",
+            )
     left.set_title(f"map (H, W) = ({height}, {width}), blocks of {block_size}x{block_size}", fontsize=9)
     strip = blocks[0].numpy()  # (T, N, C)
-    middle.imshow(strip[..., 0] if grey else strip, cmap="gray" if grey else None, aspect="auto",
-                  interpolation="nearest")
+    middle.imshow(
+        strip[..., 0] if grey else strip, cmap="gray" if grey else None, aspect="auto", interpolation="nearest"
+    )
     middle.set_yticks(range(num_blocks), [str(t) for t in range(num_blocks)], fontsize=7)
     middle.set_ylabel("block t")
     middle.set_xlabel("token n within the block (row by row)")
@@ -162,8 +184,11 @@ def plot_blockify(image: np.ndarray | torch.Tensor, block_size: int) -> Figure:
 
 def channel_norm(feature_map: np.ndarray | torch.Tensor) -> np.ndarray:
     """(C, H, W) or (1, C, H, W) -> (H, W): the Euclidean norm over channels at each position."""
-    values = feature_map.detach().cpu().float().numpy() if isinstance(feature_map, torch.Tensor) \
+    values = (
+        feature_map.detach().cpu().float().numpy()
+        if isinstance(feature_map, torch.Tensor)
         else np.asarray(feature_map, dtype=np.float64)
+    )
     if values.ndim == 4 and values.shape[0] == 1:
         values = values[0]
     if values.ndim != 3:
@@ -180,8 +205,9 @@ def _distinct(value: float, other: float) -> str:
     return f"{value:.3g}"
 
 
-def plot_feature_maps(maps: Mapping[str, np.ndarray | torch.Tensor], axes: Sequence[Axes] | None = None,
-                      cmap: str = "viridis") -> Figure:
+def plot_feature_maps(
+    maps: Mapping[str, np.ndarray | torch.Tensor], axes: Sequence[Axes] | None = None, cmap: str = "viridis"
+) -> Figure:
     """Feature maps side by side, each shown as its channel norm (:func:`channel_norm`).
 
     Each panel has its own colour scale, labelled at its minimum and maximum,
@@ -231,13 +257,14 @@ def _merged_stage_order(models: Mapping[str, Sequence]) -> list[str]:
         for i, stage in enumerate(stages):
             if stage in order:
                 continue
-            following = next((s for s in stages[i + 1:] if s in order), None)
+            following = next((s for s in stages[i + 1 :] if s in order), None)
             order.insert(len(order) if following is None else order.index(following), stage)
     return order
 
 
-def plot_stage_costs(rows: Sequence[StageRow] | Mapping[str, Sequence[StageRow]],
-                     axes: Sequence[Axes] | None = None) -> Figure:
+def plot_stage_costs(
+    rows: Sequence[StageRow] | Mapping[str, Sequence[StageRow]], axes: Sequence[Axes] | None = None
+) -> Figure:
     """Parameters (millions) and GFLOPs per stage, as two horizontal bar charts.
 
     Args:
@@ -254,8 +281,7 @@ def plot_stage_costs(rows: Sequence[StageRow] | Mapping[str, Sequence[StageRow]]
         raise ValueError("no stage rows to draw")
     stages = _merged_stage_order(models)
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(stages) * max(1, len(models) / 1.5) + 1.2),
-                                 sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(stages) * max(1, len(models) / 1.5) + 1.2), sharey=True)
     elif len(axes) != 2:
         raise ValueError(f"need 2 axes (parameters, FLOPs), got {len(axes)}")
     height = 0.8 / len(models)
@@ -265,15 +291,17 @@ def plot_stage_costs(rows: Sequence[StageRow] | Mapping[str, Sequence[StageRow]]
         positions = [i - 0.4 + height * (m + 0.5) for i, stage in enumerate(stages) if stage in by_stage]
         present = [by_stage[stage] for stage in stages if stage in by_stage]
         label = name or None
-        axes[0].barh(positions, [r.parameters / 1e6 for r in present], height=height, color=colors[m % 10],
-                     label=label)
+        axes[0].barh(positions, [r.parameters / 1e6 for r in present], height=height, color=colors[m % 10], label=label)
         axes[1].barh(positions, [r.gflops for r in present], height=height, color=colors[m % 10], label=label)
     axes[0].set_yticks(range(len(stages)), stages)
     axes[0].invert_yaxis()
     axes[0].set_xlabel("parameters (millions)")
     axes[1].set_xlabel("GFLOPs per image")
-    totals = ", ".join(f"{name + ': ' if name else ''}{sum(r.parameters for r in rs) / 1e6:.1f} M, "
-                       f"{sum(r.flops for r in rs) / 1e9:.1f} GFLOPs" for name, rs in models.items())
+    totals = ", ".join(
+        f"{name + ': ' if name else ''}{sum(r.parameters for r in rs) / 1e6:.1f} M, "
+        f"{sum(r.flops for r in rs) / 1e9:.1f} GFLOPs"
+        for name, rs in models.items()
+    )
     axes[0].figure.suptitle(totals, fontsize=10)
     if len(models) > 1:
         axes[1].legend(loc="lower right")
@@ -303,17 +331,22 @@ def plot_load_report(rows: Sequence[LoadRow], ax: Axes | None = None) -> Figure:
     ax.barh(positions, fresh, left=loaded, color=FRESH_COLOR)
     # A log scale would hide the small groups less, but bars of 0 cannot be drawn on it.
     for y, row, end in zip(positions, rows, loaded + fresh):
-        ax.text(end, y, f"  {row.loaded_tensors} loaded / {row.missing_tensors} fresh tensors", va="center",
-                fontsize=8)
+        ax.text(end, y, f"  {row.loaded_tensors} loaded / {row.missing_tensors} fresh tensors", va="center", fontsize=8)
     ax.set_yticks(positions, [r.stage for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("parameters (millions)")
     ax.set_xlim(0, max(float((loaded + fresh).max()), 1e-6) * 1.45)
-    ax.legend(handles=[Patch(color=LOADED_COLOR, label="loaded"), Patch(color=FRESH_COLOR, label="fresh (own init)")],
-              loc="lower right")
+    ax.legend(
+        handles=[Patch(color=LOADED_COLOR, label="loaded"), Patch(color=FRESH_COLOR, label="fresh (own init)")],
+        loc="lower right",
+    )
     total_loaded, total = loaded.sum(), loaded.sum() + fresh.sum()
-    ax.set_title(f"{total_loaded:.1f} M of {total:.1f} M parameters loaded "
-                 f"({100 * total_loaded / total:.0f}%)" if total else "nothing to load", fontsize=10)
+    ax.set_title(
+        f"{total_loaded:.1f} M of {total:.1f} M parameters loaded ({100 * total_loaded / total:.0f}%)"
+        if total
+        else "nothing to load",
+        fontsize=10,
+    )
     fig = ax.figure
     fig.tight_layout()
     return fig

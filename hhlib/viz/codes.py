@@ -181,9 +181,15 @@ def class_mean_codes(codes, labels) -> np.ndarray:
         return members @ codes / counts
 
 
-def pair_distances(query_codes, database_codes, query_labels, database_labels,
-                   max_queries: int | None = None, max_items: int | None = None,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pair_distances(
+    query_codes,
+    database_codes,
+    query_labels,
+    database_labels,
+    max_queries: int | None = None,
+    max_items: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Hamming distances of (query, database item) pairs, split into similar and dissimilar pairs.
 
     A pair is similar when the two items share a label, the relevance of
@@ -236,9 +242,16 @@ def flipped_bits(codes_before, codes_after) -> np.ndarray:
     return (before != after).sum(axis=1).astype(np.int64)
 
 
-def augmentation_flips(model: torch.nn.Module, split: Dataset, repeats: int = 1,
-                       max_items: int | None = None, seed: int = 0, device=None,
-                       batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+def augmentation_flips(
+    model: torch.nn.Module,
+    split: Dataset,
+    repeats: int = 1,
+    max_items: int | None = None,
+    seed: int = 0,
+    device=None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Bits that flip when the training augmentation is applied to images.
 
     Each image is encoded as the query and database images are (no
@@ -262,14 +275,17 @@ def augmentation_flips(model: torch.nn.Module, split: Dataset, repeats: int = 1,
     """
     transform = getattr(split, "transform", None)
     if not isinstance(transform, TensorTransform):
-        raise ValueError("augmentation_flips needs an in-memory split whose transform is a TensorTransform "
-                         f"(Fashion-MNIST, CIFAR-10, digits), got transform {transform!r}")
+        raise ValueError(
+            "augmentation_flips needs an in-memory split whose transform is a TensorTransform "
+            f"(Fashion-MNIST, CIFAR-10, digits), got transform {transform!r}"
+        )
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     plain, augmented = copy.copy(split), copy.copy(split)
     plain.transform = TensorTransform(transform.img_size, augment=False, flip=transform.flip)
-    augmented.transform = TensorTransform(transform.img_size, augment=True, flip=transform.flip,
-                                          max_shift=transform.max_shift)
+    augmented.transform = TensorTransform(
+        transform.img_size, augment=True, flip=transform.flip, max_shift=transform.max_shift
+    )
     positions = _sample(len(split), max_items, seed).tolist()
     kwargs = dict(batch_size=batch_size, device=device, progress=progress)
     flips = []
@@ -282,8 +298,14 @@ def augmentation_flips(model: torch.nn.Module, split: Dataset, repeats: int = 1,
     return np.stack(flips)
 
 
-def embed_codes(codes, method: str = "tsne", max_items: int | None = 2000, seed: int = 0,
-                perplexity: float = 30.0, threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
+def embed_codes(
+    codes,
+    method: str = "tsne",
+    max_items: int | None = 2000,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    threads: int | None = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """A 2-D map of codes in which near codes stay near: t-SNE or UMAP.
 
     t-SNE works on Euclidean distances; between -1/+1 codes the squared
@@ -324,8 +346,7 @@ def embed_codes(codes, method: str = "tsne", max_items: int | None = 2000, seed:
             import umap
         except ImportError as error:
             raise ImportError("UMAP needs the umap-learn package: pip install umap-learn") from error
-        reducer = umap.UMAP(n_components=2, metric="hamming", random_state=seed,
-                            n_neighbors=min(15, len(sample) - 1))
+        reducer = umap.UMAP(n_components=2, metric="hamming", random_state=seed, n_neighbors=min(15, len(sample) - 1))
         return reducer.fit_transform(sample), positions
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -384,8 +405,7 @@ def plot_bit_correlation(codes, ax: Axes | None = None) -> Figure:
     return fig
 
 
-def plot_class_mean_codes(codes, labels, class_names: Sequence[str] | None = None,
-                          ax: Axes | None = None) -> Figure:
+def plot_class_mean_codes(codes, labels, class_names: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
     """Heat map of the mean code of each class (rows) over the bits (columns).
 
     Dark red or blue cells are bits on which the class agrees; a class with
@@ -412,8 +432,9 @@ def plot_class_mean_codes(codes, labels, class_names: Sequence[str] | None = Non
     return fig
 
 
-def plot_codes_by_class(codes, labels, per_class: int = 20, class_names: Sequence[str] | None = None,
-                        ax: Axes | None = None, seed: int = 0) -> Figure:
+def plot_codes_by_class(
+    codes, labels, per_class: int = 20, class_names: Sequence[str] | None = None, ax: Axes | None = None, seed: int = 0
+) -> Figure:
     """A sample of codes, one row each, grouped by class: the stripes are each class's code.
 
     Args:
@@ -449,8 +470,7 @@ def plot_codes_by_class(codes, labels, per_class: int = 20, class_names: Sequenc
     return fig
 
 
-def plot_distance_histograms(similar, dissimilar, bits: int, radius: int | None = 2,
-                             ax: Axes | None = None) -> Figure:
+def plot_distance_histograms(similar, dissimilar, bits: int, radius: int | None = 2, ax: Axes | None = None) -> Figure:
     """Histograms of the Hamming distances of similar and of dissimilar pairs.
 
     Each histogram is normalised to sum to one, so the two compare although
@@ -476,8 +496,9 @@ def plot_distance_histograms(similar, dissimilar, bits: int, radius: int | None 
             raise ValueError(f"{name} distances must lie in 0..{bits}")
         weights = np.full(len(values), 1 / len(values)) if len(values) else None
         mean = f", mean {values.mean():.1f}" if len(values) else ""
-        ax.hist(values, bins=bins, weights=weights, alpha=0.6, color=colour,
-                label=f"{name} pairs ({len(values):,}{mean})")
+        ax.hist(
+            values, bins=bins, weights=weights, alpha=0.6, color=colour, label=f"{name} pairs ({len(values):,}{mean})"
+        )
     if radius is not None:
         ax.axvline(radius + 0.5, color="black", linestyle="--", linewidth=1, label=f"radius {radius}")
     ax.set_xlim(-0.5, bits + 0.5)
@@ -488,8 +509,9 @@ def plot_distance_histograms(similar, dissimilar, bits: int, radius: int | None 
     return fig
 
 
-def plot_embedding(coords, labels, class_names: Sequence[str] | None = None, ax: Axes | None = None,
-                   title: str = "t-SNE of the codes") -> Figure:
+def plot_embedding(
+    coords, labels, class_names: Sequence[str] | None = None, ax: Axes | None = None, title: str = "t-SNE of the codes"
+) -> Figure:
     """Scatter a 2-D embedding, one colour per class, one marker per place.
 
     Identical codes get identical coordinates, and trained codes repeat a
@@ -519,14 +541,19 @@ def plot_embedding(coords, labels, class_names: Sequence[str] | None = None, ax:
     for c in np.unique(classes):
         members = coords[classes == c]  # (m_c, 2)
         _, first, counts = np.unique(np.round(members / tolerance), axis=0, return_index=True, return_counts=True)
-        ax.scatter(members[first, 0], members[first, 1], s=6 * counts, alpha=0.7,
-                   color=colours(c % colours.N), linewidths=0,
-                   label=class_names[c] if class_names is not None else str(c))
+        ax.scatter(
+            members[first, 0],
+            members[first, 1],
+            s=6 * counts,
+            alpha=0.7,
+            color=colours(c % colours.N),
+            linewidths=0,
+            label=class_names[c] if class_names is not None else str(c),
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
-    legend = ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                       title="marker area ~ images")
+    legend = ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="marker area ~ images")
     for handle in legend.legend_handles:
         handle.set_sizes([30])
     return fig
@@ -553,8 +580,9 @@ def plot_flipped_bits(flips, bits: int, ax: Axes | None = None) -> Figure:
     ax.set_xlim(-0.5, bits + 0.5)
     ax.set_xlabel("bits flipped by a random shift / flip")
     ax.set_ylabel("fraction of images")
-    ax.set_title(f"code stability: mean {flips.mean():.2f} of {bits} bits flipped, "
-                 f"{(flips == 0).mean():.0%} of codes unchanged")
+    ax.set_title(
+        f"code stability: mean {flips.mean():.2f} of {bits} bits flipped, {(flips == 0).mean():.0%} of codes unchanged"
+    )
     return fig
 
 
@@ -570,8 +598,9 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
 
 
-def _mosaic(images: Sequence[np.ndarray], frames: Sequence[str], columns: int, caption_rows: float = 0.0,
-            max_tile: int = 128) -> tuple[np.ndarray, np.ndarray, int]:
+def _mosaic(
+    images: Sequence[np.ndarray], frames: Sequence[str], columns: int, caption_rows: float = 0.0, max_tile: int = 128
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Images side by side on one white canvas, each in a frame of its colour.
 
     One image is much faster to draw than one axes per result (about 30 ms
@@ -612,9 +641,16 @@ def _mosaic(images: Sequence[np.ndarray], frames: Sequence[str], columns: int, c
     return canvas, corners, tile
 
 
-def plot_retrieval_grid(query_image: np.ndarray, images: Sequence[np.ndarray], distances: Sequence[int],
-                        relevant: Sequence[bool] | None = None, captions: Sequence[str] | None = None,
-                        query_caption: str = "query", columns: int = 10, title: str | None = None) -> Figure:
+def plot_retrieval_grid(
+    query_image: np.ndarray,
+    images: Sequence[np.ndarray],
+    distances: Sequence[int],
+    relevant: Sequence[bool] | None = None,
+    captions: Sequence[str] | None = None,
+    query_caption: str = "query",
+    columns: int = 10,
+    title: str | None = None,
+) -> Figure:
     """The query and its results, ranked, framed green (relevant), red (not) or grey (unknown).
 
     Args:
@@ -657,8 +693,10 @@ def plot_retrieval_grid(query_image: np.ndarray, images: Sequence[np.ndarray], d
     if n == 0:
         results_ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=results_ax.transAxes)
     else:
-        frames = [UNKNOWN_COLOUR if relevant is None else RELEVANT_COLOUR if r else IRRELEVANT_COLOUR
-                  for r in (relevant if relevant is not None else [None] * n)]
+        frames = [
+            UNKNOWN_COLOUR if relevant is None else RELEVANT_COLOUR if r else IRRELEVANT_COLOUR
+            for r in (relevant if relevant is not None else [None] * n)
+        ]
         canvas, corners, tile = _mosaic(images, frames, columns, caption_rows)
         results_ax.imshow(canvas)
         for rank, (top, left) in enumerate(corners):

@@ -43,8 +43,13 @@ __all__ = [
 ]
 
 PARTS = ("query", "train", "database")
-PART_COLORS = {"query": "tab:orange", "train": "tab:blue", "database": "tab:green",
-               "train and database": "tab:cyan", "unused": "lightgrey"}
+PART_COLORS = {
+    "query": "tab:orange",
+    "train": "tab:blue",
+    "database": "tab:green",
+    "train and database": "tab:cyan",
+    "unused": "lightgrey",
+}
 RELEVANT_COLOR, IRRELEVANT_COLOR = "tab:green", "lightgrey"
 
 
@@ -66,8 +71,9 @@ def ranking_order(distances: np.ndarray) -> np.ndarray:
     return np.argsort(distances, kind="stable")
 
 
-def plot_ranking(distances: np.ndarray, relevant: np.ndarray, ax: Axes | None = None,
-                 labels: Sequence[str] | None = None) -> Figure:
+def plot_ranking(
+    distances: np.ndarray, relevant: np.ndarray, ax: Axes | None = None, labels: Sequence[str] | None = None
+) -> Figure:
     """Draw one query's ranking and how its average precision is computed.
 
     Items are drawn left to right in rank order as squares, green when
@@ -151,8 +157,9 @@ def protocol_layout(split: Split, pool_size: int) -> dict[str, int]:
     }
 
 
-def plot_protocol_layout(splits: Mapping[str, Split], pool_sizes: int | Mapping[str, int],
-                         ax: Axes | None = None) -> Figure:
+def plot_protocol_layout(
+    splits: Mapping[str, Split], pool_sizes: int | Mapping[str, int], ax: Axes | None = None
+) -> Figure:
     """One horizontal bar per protocol: the pooled dataset cut into its parts.
 
     Args:
@@ -179,8 +186,14 @@ def plot_protocol_layout(splits: Mapping[str, Split], pool_sizes: int | Mapping[
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel("images of the pooled dataset")
-    ax.legend(handles=[Patch(color=c, label=p) for p, c in PART_COLORS.items()], ncol=5,
-              loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=8)
+    ax.legend(
+        handles=[Patch(color=c, label=p) for p, c in PART_COLORS.items()],
+        ncol=5,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        frameon=False,
+        fontsize=8,
+    )
     return fig
 
 
@@ -199,8 +212,9 @@ def split_class_counts(split: Split, labels: np.ndarray) -> dict[str, np.ndarray
     return {part: member[getattr(split, part)].sum(axis=0).astype(np.int64) for part in PARTS}
 
 
-def plot_split_counts(split: Split, labels: np.ndarray, class_names: Sequence[str] | None = None,
-                      axes: Sequence[Axes] | None = None) -> Figure:
+def plot_split_counts(
+    split: Split, labels: np.ndarray, class_names: Sequence[str] | None = None, axes: Sequence[Axes] | None = None
+) -> Figure:
     """Three bar charts: images per class in query, train and database.
 
     Args:
@@ -232,8 +246,11 @@ def plot_split_counts(split: Split, labels: np.ndarray, class_names: Sequence[st
     return fig
 
 
-def plot_protocols(splits: Mapping[str, Split], labels: np.ndarray | Mapping[str, np.ndarray],
-                   class_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None) -> Figure:
+def plot_protocols(
+    splits: Mapping[str, Split],
+    labels: np.ndarray | Mapping[str, np.ndarray],
+    class_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+) -> Figure:
     """:func:`plot_split_counts` for several protocols, one row each.
 
     Args:
@@ -258,8 +275,9 @@ def plot_protocols(splits: Mapping[str, Split], labels: np.ndarray | Mapping[str
 # -- images ----------------------------------------------------------------------
 
 
-def plot_example_grid(dataset, class_names: Sequence[str], per_class: int = 8, seed: int = 0,
-                      classes: Sequence[int] | None = None) -> Figure:
+def plot_example_grid(
+    dataset, class_names: Sequence[str], per_class: int = 8, seed: int = 0, classes: Sequence[int] | None = None
+) -> Figure:
     """A grid of raw images: one row per class, ``per_class`` images of it.
 
     Args:
@@ -284,8 +302,9 @@ def plot_example_grid(dataset, class_names: Sequence[str], per_class: int = 8, s
     if not classes:
         raise ValueError("no class has an image in this split")
     rng = np.random.default_rng(seed)
-    fig, grid = plt.subplots(len(classes), per_class, figsize=(1.1 * per_class + 1.2, 1.1 * len(classes)),
-                             squeeze=False)
+    fig, grid = plt.subplots(
+        len(classes), per_class, figsize=(1.1 * per_class + 1.2, 1.1 * len(classes)), squeeze=False
+    )
     for row, c in zip(grid, classes):
         members = np.flatnonzero(labels[:, c])
         picks = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False))
@@ -306,8 +325,9 @@ def plot_example_grid(dataset, class_names: Sequence[str], per_class: int = 8, s
 # -- multi-label relevance -------------------------------------------------------
 
 
-def plot_label_matrix(labels: np.ndarray, class_names: Sequence[str], item_names: Sequence[str] | None = None,
-                      ax: Axes | None = None) -> Figure:
+def plot_label_matrix(
+    labels: np.ndarray, class_names: Sequence[str], item_names: Sequence[str] | None = None, ax: Axes | None = None
+) -> Figure:
     """The 0/1 label vectors as a matrix: one row per image, one column per class.
 
     Only the classes some image carries are drawn, so that 21 or 81 columns
@@ -347,14 +367,17 @@ def relevance_matrix(query_labels: np.ndarray, db_labels: np.ndarray) -> np.ndar
     """
     query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
     if query_labels.ndim != 2 or db_labels.ndim != 2 or query_labels.shape[1] != db_labels.shape[1]:
-        raise ValueError(
-            f"need (Q, C) and (N, C) label matrices, got {query_labels.shape} and {db_labels.shape}"
-        )
+        raise ValueError(f"need (Q, C) and (N, C) label matrices, got {query_labels.shape} and {db_labels.shape}")
     return (query_labels != 0).astype(np.int64) @ (db_labels != 0).astype(np.int64).T > 0
 
 
-def plot_relevance(query_labels: np.ndarray, db_labels: np.ndarray, query_names: Sequence[str] | None = None,
-                   db_names: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
+def plot_relevance(
+    query_labels: np.ndarray,
+    db_labels: np.ndarray,
+    query_names: Sequence[str] | None = None,
+    db_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+) -> Figure:
     """The query x database relevance matrix that multi-label data defines.
 
     A cell is filled where query and item share at least one class; the
@@ -376,8 +399,12 @@ def plot_relevance(query_labels: np.ndarray, db_labels: np.ndarray, query_names:
     for q, n in zip(*np.nonzero(relevant)):
         ax.text(n, q, str(shared[q, n]), ha="center", va="center", fontsize=7)
     ax.set_yticks(range(relevant.shape[0]), query_names if query_names is not None else range(relevant.shape[0]))
-    ax.set_xticks(range(relevant.shape[1]), db_names if db_names is not None else range(relevant.shape[1]),
-                  rotation=90, fontsize=7)
+    ax.set_xticks(
+        range(relevant.shape[1]),
+        db_names if db_names is not None else range(relevant.shape[1]),
+        rotation=90,
+        fontsize=7,
+    )
     ax.set_ylabel("query")
     ax.set_xlabel("database item")
     ax.set_title(f"relevant pairs: {int(relevant.sum())} of {relevant.size} (number: classes shared)", fontsize=10)

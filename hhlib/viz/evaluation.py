@@ -65,8 +65,14 @@ class RetrievalScores:
         return float(self.precision[min(2, self.bits)])
 
 
-def retrieval_scores(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any,
-                     topk: int | None = None, ks: Sequence[int] | None = None) -> RetrievalScores:
+def retrieval_scores(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    topk: int | None = None,
+    ks: Sequence[int] | None = None,
+) -> RetrievalScores:
     """Every metric of :mod:`hhlib.metrics` for one set of codes.
 
     Args:
@@ -153,8 +159,14 @@ def plot_precision_recall(scores: Scores, ax: Axes | Sequence[Axes] | None = Non
         for name, result in scores[bits].items():
             panel.plot(result.recall, result.precision, ".-", color=colours[name], label=name, markersize=3)
             radius = min(2, result.bits)
-            panel.plot(result.recall[radius], result.precision[radius], "o", color=colours[name],
-                       markerfacecolor="none", markersize=8)
+            panel.plot(
+                result.recall[radius],
+                result.precision[radius],
+                "o",
+                color=colours[name],
+                markerfacecolor="none",
+                markersize=8,
+            )
         panel.set_xlim(-0.02, 1.02)
         panel.set_ylim(0, 1.02)
         panel.set_xlabel("recall")
@@ -205,16 +217,14 @@ def plot_map_bars(scores: Scores, ties: str = "index", ax: Axes | None = None) -
     bits_list = _check_scores(scores)
     methods = _methods(scores)
     if ax is None:
-        figure = Figure(figsize=(max(6.0, 1.6 * len(bits_list) * max(1, len(methods)) / 2), 3.8),
-                        layout="constrained")
+        figure = Figure(figsize=(max(6.0, 1.6 * len(bits_list) * max(1, len(methods)) / 2), 3.8), layout="constrained")
         ax = figure.add_subplot()
     figure = ax.figure
     width = 0.8 / len(methods)
     positions = np.arange(len(bits_list))
     for i, name in enumerate(methods):
         values = [getattr(scores[b][name], f"map_{ties}") if name in scores[b] else 0.0 for b in bits_list]
-        bars = ax.bar(positions + (i - (len(methods) - 1) / 2) * width, values, width, label=name,
-                      color=f"C{i}")
+        bars = ax.bar(positions + (i - (len(methods) - 1) / 2) * width, values, width, label=name, color=f"C{i}")
         ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
     ax.set_xticks(positions, [f"{b} bits" for b in bits_list])
     ax.set_ylim(0, 1.1)
@@ -236,13 +246,15 @@ def scores_table(scores: Scores):
     rows = []
     for bits in _check_scores(scores):
         for name, result in scores[bits].items():
-            rows.append({
-                "bits": bits,
-                "method": name,
-                "mAP (ties by index)": result.map_index,
-                "mAP (expected)": result.map_expected,
-                "difference": result.map_expected - result.map_index,
-                "P@r<=2": result.precision_radius2,
-                f"P@{int(result.ks[-1])}": float(result.precision_at[-1]),
-            })
+            rows.append(
+                {
+                    "bits": bits,
+                    "method": name,
+                    "mAP (ties by index)": result.map_index,
+                    "mAP (expected)": result.map_expected,
+                    "difference": result.map_expected - result.map_index,
+                    "P@r<=2": result.precision_radius2,
+                    f"P@{int(result.ks[-1])}": float(result.precision_at[-1]),
+                }
+            )
     return pd.DataFrame(rows)

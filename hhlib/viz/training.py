@@ -36,6 +36,7 @@ __all__ = [
     "LiveCurves",
 ]
 
+
 def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     """The figure of ``ax``, or a new figure with one axes (not registered with pyplot)."""
     if ax is not None:
@@ -47,8 +48,9 @@ def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Fig
 # -- the loss of one pair -------------------------------------------------------
 
 
-def plot_pair_loss(theta_max: float = 10.0, bits: int | None = None, alpha: float = 0.5,
-                   ax: Axes | None = None) -> Figure:
+def plot_pair_loss(
+    theta_max: float = 10.0, bits: int | None = None, alpha: float = 0.5, ax: Axes | None = None
+) -> Figure:
     """The negative log-likelihood of one pair against theta, for s = 1 and s = 0.
 
     ``l = log(1 + e^theta) - s * theta`` (:func:`hhlib.losses.pairwise_likelihood`):
@@ -77,8 +79,13 @@ def plot_pair_loss(theta_max: float = 10.0, bits: int | None = None, alpha: floa
     if bits is not None:
         for side in (-1, 1):
             ax.axvline(side * alpha * bits, color="grey", linestyle=":", linewidth=1)
-        ax.text(alpha * bits, ax.get_ylim()[1] * 0.9, f" alpha*bits = {alpha * bits:g}", color="grey",
-                ha="right" if alpha * bits >= theta_max * 0.8 else "left")
+        ax.text(
+            alpha * bits,
+            ax.get_ylim()[1] * 0.9,
+            f" alpha*bits = {alpha * bits:g}",
+            color="grey",
+            ha="right" if alpha * bits >= theta_max * 0.8 else "left",
+        )
     ax.set_xlabel("theta = alpha * u_i . U_j")
     ax.set_ylabel("loss of the pair")
     ax.set_title("Pairwise likelihood loss")
@@ -106,8 +113,10 @@ class PairWeights:
     negative_weight: float
 
     def __str__(self) -> str:
-        return (f"S1 = {self.similar_pairs:,} similar pairs (weight S/S1 = {self.positive_weight:.3f}), "
-                f"S0 = {self.dissimilar_pairs:,} dissimilar pairs (weight S/S0 = {self.negative_weight:.3f})")
+        return (
+            f"S1 = {self.similar_pairs:,} similar pairs (weight S/S1 = {self.positive_weight:.3f}), "
+            f"S0 = {self.dissimilar_pairs:,} dissimilar pairs (weight S/S0 = {self.negative_weight:.3f})"
+        )
 
 
 def class_balance_weights(batch_labels: Any, bank_labels: Any) -> PairWeights:
@@ -128,8 +137,10 @@ def class_balance_weights(batch_labels: Any, bank_labels: Any) -> PairWeights:
     batch = np.asarray(batch_labels, dtype=np.float64)
     bank = np.asarray(bank_labels, dtype=np.float64)
     if batch.ndim != 2 or bank.ndim != 2 or batch.shape[1] != bank.shape[1] or not batch.size or not bank.size:
-        raise ValueError(f"batch_labels (B, C) and bank_labels (N, C) must be non-empty 0/1 matrices with the "
-                         f"same C, got shapes {batch.shape} and {bank.shape}")
+        raise ValueError(
+            f"batch_labels (B, C) and bank_labels (N, C) must be non-empty 0/1 matrices with the "
+            f"same C, got shapes {batch.shape} and {bank.shape}"
+        )
     similar = batch @ bank.T > 0  # (B, N)
     total = similar.size
     positives = int(similar.sum())
@@ -137,8 +148,9 @@ def class_balance_weights(batch_labels: Any, bank_labels: Any) -> PairWeights:
     return PairWeights(positives, negatives, total / max(positives, 1), total / max(negatives, 1))
 
 
-def plot_class_balance_weights(num_classes: Sequence[int] = tuple(range(2, 101)),
-                               marks: Sequence[int] = (10, 100), ax: Axes | None = None) -> Figure:
+def plot_class_balance_weights(
+    num_classes: Sequence[int] = tuple(range(2, 101)), marks: Sequence[int] = (10, 100), ax: Axes | None = None
+) -> Figure:
     """S / S1 and S / S0 against the number of balanced, single-label classes.
 
     With C equally frequent classes a random pair is similar with probability
@@ -162,8 +174,14 @@ def plot_class_balance_weights(num_classes: Sequence[int] = tuple(range(2, 101))
     ax.plot(classes, classes / (classes - 1), label="S / S0 (dissimilar pairs)")
     for c in marks:
         ax.plot([c, c], [c, c / (c - 1)], "ko", markersize=4)
-        ax.annotate(f"C = {c}: {c:g} and {c / (c - 1):.3f}", (c, c), xytext=(-6, 4),
-                    textcoords="offset points", ha="right", va="bottom")
+        ax.annotate(
+            f"C = {c}: {c:g} and {c / (c - 1):.3f}",
+            (c, c),
+            xytext=(-6, 4),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -198,8 +216,10 @@ def code_scale_loss(codes: Any, labels: Any, scales: Sequence[float], alpha: flo
     u = torch.as_tensor(np.asarray(codes), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
     if u.ndim != 2 or y.ndim != 2 or len(u) != len(y) or not len(u):
-        raise ValueError(f"codes (N, bits) and labels (N, C) must be non-empty with the same N, "
-                         f"got shapes {tuple(u.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"codes (N, bits) and labels (N, C) must be non-empty with the same N, "
+            f"got shapes {tuple(u.shape)} and {tuple(y.shape)}"
+        )
     index = torch.arange(len(u))
     losses = []
     for scale in scales:
@@ -209,8 +229,13 @@ def code_scale_loss(codes: Any, labels: Any, scales: Sequence[float], alpha: flo
     return np.array(losses)
 
 
-def plot_code_scale_loss(codes: Mapping[str, Any], labels: Any, scales: Sequence[float] | None = None,
-                         alpha: float = 0.5, ax: Axes | None = None) -> Figure:
+def plot_code_scale_loss(
+    codes: Mapping[str, Any],
+    labels: Any,
+    scales: Sequence[float] | None = None,
+    alpha: float = 0.5,
+    ax: Axes | None = None,
+) -> Figure:
     """The loss along the line from all-zero codes (t = 0) to each set of codes (t = 1).
 
     All curves start at 2 log 2 with zero slope: the all-zero point is a
@@ -270,8 +295,13 @@ def _draw_curves(history: Any, loss_ax: Axes, map_ax: Axes) -> None:
     map_ax.plot([e["epoch"] for e in evals], [e["map"] for e in evals], "s-", color="C2", label="mAP")
     for e in evals:
         at_the_edge = e["epoch"] == last_epoch and last_epoch > 1
-        map_ax.annotate(f"{e['map']:.3f}", (e["epoch"], e["map"]), xytext=(0, 6), textcoords="offset points",
-                        ha="right" if at_the_edge else "center")
+        map_ax.annotate(
+            f"{e['map']:.3f}",
+            (e["epoch"], e["map"]),
+            xytext=(0, 6),
+            textcoords="offset points",
+            ha="right" if at_the_edge else "center",
+        )
     map_ax.set_ylim(0, 1)
     map_ax.set_xlabel("epoch")
     map_ax.set_ylabel("mAP (query vs database)")
