@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hhlib.model import binarize
+from hhlib.relevance import relevant
 
 __all__ = ["WeightedLikelihoodLoss", "pairwise_likelihood"]
 
@@ -95,7 +96,7 @@ class WeightedLikelihoodLoss(nn.Module):
         self.U[ind] = binarize(u.detach()) if self.binary_bank else u.detach()
         self.Y[ind] = y
 
-        similar = (y @ self.Y.T > 0).float()  # (B, num_train)
+        similar = relevant(y, self.Y).float()  # (B, num_train)
         theta = self.alpha * (u @ self.U.T)  # (B, num_train)
         target = similar * (1 - self.smoothing) + self.smoothing / 2 if self.smoothing else similar
         nll = pairwise_likelihood(theta, target)
