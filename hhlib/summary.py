@@ -1,8 +1,8 @@
-"""Parameters, output shapes and FLOPs of a model, stage by stage, as rows and plain-text tables.
+"""Parameters, output shapes and FLOPs of a model, stage by stage, as rows and pandas tables.
 
     from hhlib.summary import stage_summary, format_stage_table
     rows = stage_summary(HybridHash(HybridHashConfig.paper(64)))
-    print(format_stage_table(rows))
+    print(format_stage_table(rows))   # a DataFrame; in a notebook it shows as an HTML table
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` on
 the meta device: the model runs on tensors that have a shape but no data, so
@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -43,7 +45,7 @@ __all__ = [
     "load_groups",
     "stage_summary",
     "load_report_by_stage",
-    "format_table",
+    "SummaryTable",
     "format_stage_table",
     "format_load_table",
 ]
@@ -172,6 +174,88 @@ def _resolve_img_size(model: nn.Module, img_size: int | None) -> tuple[int, int]
     return int(img_size), in_chans
 
 
+def _stage_names(model: nn.Module, stages: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
+    """Module path -> readable name for the stages to report; every path must name a submodule."""
+    stages = default_stages(model) if stages is None else stages
+    names = dict(stages) if isinstance(stages, Mapping) else {s: s for s in stages}
+    modules = dict(model.named_modules())
+    unknown = [s for s in names if s not in modules or s == ""]
+    if unknown:
+        raise ValueError(f"no such module in {type(model).__name__}: {unknown}")
+    return names
+
+
+def _run_on_meta(
+    model: nn.Module, paths: Iterable[str], img_size: int, in_chans: int
+) -> tuple[dict[str, tuple[int, ...]], FlopCounterMode]:
+    """Run ``model`` once on a meta image: the output shape of each module in ``paths``, and the FLOP counter.
+
+    The weights are replaced by meta tensors for the call (nothing is copied
+    or touched) and the training mode is restored afterwards.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}  # from forward hooks; the first call of each module wins
+
+    def remember(path: str):
+        def hook(_module, _inputs, output) -> None:
+            if path not in shapes and isinstance(output, torch.Tensor):
+                shapes[path] = tuple(output.shape)
+
+        return hook
+
+    handles = [model.get_submodule(path).register_forward_hook(remember(path)) for path in paths]
+    meta_state = {
+        name: torch.empty_like(tensor, device="meta")
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+    }
+    counter = FlopCounterMode(display=False, depth=None)
+    was_training = model.training
+    try:
+        model.eval()
+        with counter, torch.no_grad():
+            functional_call(model, meta_state, (torch.zeros(1, in_chans, img_size, img_size, device="meta"),))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return shapes, counter
+
+
+def _flops_by_module(counter: FlopCounterMode) -> tuple[dict[str, int], dict[str, int]]:
+    """All FLOPs and attention-product FLOPs per module path ("" for the whole model), nested modules included."""
+    flops: dict[str, int] = {}
+    attention: dict[str, int] = {}
+    for qualified, per_op in counter.get_flop_counts().items():
+        if qualified == "Global":
+            continue
+        path = qualified.partition(".")[2]  # FlopCounterMode names modules "<RootClass>.path", the root "<RootClass>"
+        flops[path] = int(sum(per_op.values()))
+        attention[path] = int(sum(n for op, n in per_op.items() if any(a in str(op) for a in _ATTENTION_OPS)))
+    return flops, attention
+
+
+def _own_share(counts: Mapping[str, int], parents: Mapping[str, str | None], total: int) -> tuple[dict[str, int], int]:
+    """Each stage's count minus those of the stages nested directly in it, and what no stage covers."""
+    own = {path: counts.get(path, 0) for path in parents}
+    for path, parent in parents.items():
+        if parent is not None:
+            own[parent] -= counts.get(path, 0)
+    rest = total - sum(counts.get(path, 0) for path, parent in parents.items() if parent is None)
+    return own, rest
+
+
+def _own_parameters(model: nn.Module, paths: Iterable[str]) -> tuple[dict[str, int], int]:
+    """Parameters of each stage, those of nested stages left out, and of no stage."""
+    own = dict.fromkeys(paths, 0)
+    rest = 0
+    for name, parameter in model.named_parameters():
+        owner = _owner(name, own)
+        if owner is None:
+            rest += parameter.numel()
+        else:
+            own[owner] += parameter.numel()
+    return own, rest
+
+
 def stage_summary(
     model: nn.Module, img_size: int | None = None, stages: Mapping[str, str] | Sequence[str] | None = None
 ) -> list[StageRow]:
@@ -197,73 +281,17 @@ def stage_summary(
         ValueError: for a stage that names no module, or an unknown input size.
     """
     img_size, in_chans = _resolve_img_size(model, img_size)
-    stages = default_stages(model) if stages is None else stages
-    names = dict(stages) if isinstance(stages, Mapping) else {s: s for s in stages}
-    modules = dict(model.named_modules())
-    unknown = [s for s in names if s not in modules or s == ""]
-    if unknown:
-        raise ValueError(f"no such module in {type(model).__name__}: {unknown}")
-
-    # Output shapes from forward hooks; the first call of each module wins.
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def remember(path: str):
-        def hook(_module, _inputs, output) -> None:
-            if path not in shapes and isinstance(output, torch.Tensor):
-                shapes[path] = tuple(output.shape)
-
-        return hook
-
-    handles = [modules[path].register_forward_hook(remember(path)) for path in names]
-    meta_state = {
-        name: torch.empty_like(tensor, device="meta")
-        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
-    }
-    counter = FlopCounterMode(display=False, depth=None)
-    was_training = model.training
-    try:
-        model.eval()
-        with counter, torch.no_grad():
-            functional_call(model, meta_state, (torch.zeros(1, in_chans, img_size, img_size, device="meta"),))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-
-    # FlopCounterMode names modules "<RootClass>.path"; the root itself is "<RootClass>".
-    flops: dict[str, int] = {}
-    attention: dict[str, int] = {}
-    for qualified, per_op in counter.get_flop_counts().items():
-        if qualified == "Global":
-            continue
-        path = qualified.partition(".")[2]
-        flops[path] = int(sum(per_op.values()))
-        attention[path] = int(sum(n for op, n in per_op.items() if any(a in str(op) for a in _ATTENTION_OPS)))
-    total_flops, total_attention = int(counter.get_total_flops()), attention.get("", 0)
-
-    # A stage's own share: minus the stages nested directly inside it.
+    names = _stage_names(model, stages)
+    shapes, counter = _run_on_meta(model, names, img_size, in_chans)
+    flops, attention = _flops_by_module(counter)
     parents = {path: _owner(path, [p for p in names if p != path]) for path in names}
-    own_flops = {path: flops.get(path, 0) for path in names}
-    own_attention = {path: attention.get(path, 0) for path in names}
-    for path, parent in parents.items():
-        if parent is not None:
-            own_flops[parent] -= flops.get(path, 0)
-            own_attention[parent] -= attention.get(path, 0)
-    own_parameters = dict.fromkeys(names, 0)
-    rest_parameters = 0
-    for name, parameter in model.named_parameters():
-        owner = _owner(name, names)
-        if owner is None:
-            rest_parameters += parameter.numel()
-        else:
-            own_parameters[owner] += parameter.numel()
-
+    own_flops, rest_flops = _own_share(flops, parents, int(counter.get_total_flops()))
+    own_attention, rest_attention = _own_share(attention, parents, attention.get("", 0))
+    own_parameters, rest_parameters = _own_parameters(model, names)
     rows = [
         StageRow(names[path], path, shapes.get(path), own_parameters[path], own_flops[path], own_attention[path])
         for path in names
     ]
-    rest_flops = total_flops - sum(flops.get(path, 0) for path, parent in parents.items() if parent is None)
-    rest_attention = total_attention - sum(attention.get(p, 0) for p, parent in parents.items() if parent is None)
     if rest_parameters or rest_flops:
         rows.append(StageRow(REST, "", None, rest_parameters, rest_flops, rest_attention))
     return rows
@@ -333,75 +361,87 @@ def load_report_by_stage(report, model: nn.Module, groups: Mapping[str, str] | N
     return [LoadRow(stage, *row) for stage, row in counts.items() if any(row)]
 
 
-def format_table(rows: Sequence[Sequence], headers: Sequence[str], align: str | None = None) -> str:
-    """Plain-text table with a header rule; no DataFrame needed.
+def _share(value: float) -> str:
+    return f"{value:.1%}"
 
-    Args:
-        rows: the cells, converted with ``str``.
-        headers: one title per column.
-        align: one of "l" / "r" per column; text left, numbers right by default.
 
-    Returns:
-        The table as lines joined by newlines.
+def _thousands(value: int) -> str:
+    return f"{value:,}"
+
+
+def _decimals(value: float) -> str:
+    return f"{value:.3f}"
+
+
+# How SummaryTable renders its columns; the cells themselves stay numbers.
+_FORMATS = {
+    "parameters": _thousands,
+    "GFLOPs": _decimals,
+    "share": _share,
+    "GMACs w/o attn": _decimals,
+    "parameters loaded": _thousands,
+    "parameters fresh": _thousands,
+}
+
+
+class SummaryTable(pd.DataFrame):
+    """A DataFrame of a summary's numbers that prints whole and readably (thousands separators, fixed decimals).
+
+    A plain DataFrame prints cut to 80 columns and with raw floats; this one
+    prints every column (NaN as "-"), and shows the same formatting as HTML in a notebook.
     """
-    if any(len(row) != len(headers) for row in rows):
-        raise ValueError(f"every row needs {len(headers)} cells")
-    if align is None:
-        align = "".join(
-            "r" if rows and all(isinstance(row[c], (int, float)) for row in rows) else "l" for c in range(len(headers))
-        )
-    if len(align) != len(headers) or set(align) - {"l", "r"}:
-        raise ValueError(f"align needs one 'l' or 'r' per column, got {align!r}")
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[c]) for row in cells) for c in range(len(headers))]
 
-    def line(row: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(w) if a == "r" else cell.ljust(w) for cell, w, a in zip(row, widths, align)
-        ).rstrip()
+    @property
+    def _constructor(self):
+        return SummaryTable
 
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+    def _formatters(self) -> dict:
+        return {column: _FORMATS[column] for column in self.columns if column in _FORMATS}
+
+    def __repr__(self) -> str:
+        return self.to_string(index=False, formatters=self._formatters(), na_rep="-")
+
+    def _repr_html_(self) -> str:
+        return self.to_html(index=False, formatters=self._formatters(), na_rep="-")
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
     return "" if shape is None else "(" + ", ".join(map(str, shape)) + ")"
 
 
-def format_stage_table(rows: Sequence[StageRow]) -> str:
-    """Render :func:`stage_summary` rows with a total line.
+def format_stage_table(rows: Sequence[StageRow]) -> SummaryTable:
+    """:func:`stage_summary` rows as a table, with a total row; print it or show it in a notebook.
 
-    Columns: stage, output shape, parameters, GFLOPs, share of all FLOPs,
-    and GMACs without the attention products (the usual quoted figure).
+    Columns: stage, output shape, parameters, GFLOPs, share of all FLOPs (a
+    fraction, NaN when nothing was counted), and GMACs without the attention
+    products (the usual quoted figure).
     """
-    total_params = sum(row.parameters for row in rows)
-    total_flops = sum(row.flops for row in rows)
-    total_attention = sum(row.attention_flops for row in rows)
-
-    def cells(stage: str, shape: str, params: int, flops: int, attention: int) -> list:
-        share = f"{100 * flops / total_flops:.1f}%" if total_flops else "-"
-        return [stage, shape, f"{params:,}", f"{flops / 1e9:.3f}", share, f"{(flops - attention) / 2e9:.3f}"]
-
-    body = [cells(r.stage, _shape(r.output_shape), r.parameters, r.flops, r.attention_flops) for r in rows]
-    body.append(cells("total", "", total_params, total_flops, total_attention))
-    headers = ["stage", "output shape", "parameters", "GFLOPs", "share", "GMACs w/o attn"]
-    return format_table(body, headers, align="llrrrr")
-
-
-def format_load_table(rows: Sequence[LoadRow]) -> str:
-    """Render :func:`load_report_by_stage` rows with a total line."""
-    body = [
-        [r.stage, r.loaded_tensors, r.missing_tensors, f"{r.loaded_parameters:,}", f"{r.missing_parameters:,}"]
-        for r in rows
-    ]
-    body.append(
-        [
-            "total",
-            sum(r.loaded_tensors for r in rows),
-            sum(r.missing_tensors for r in rows),
-            f"{sum(r.loaded_parameters for r in rows):,}",
-            f"{sum(r.missing_parameters for r in rows):,}",
-        ]
+    totals = StageRow(
+        "total",
+        "",
+        None,
+        sum(r.parameters for r in rows),
+        sum(r.flops for r in rows),
+        sum(r.attention_flops for r in rows),
     )
-    headers = ["group", "tensors loaded", "tensors fresh", "parameters loaded", "parameters fresh"]
-    return format_table(body, headers, align="lrrrr")
+    table = SummaryTable(
+        {
+            "stage": [r.stage for r in [*rows, totals]],
+            "output shape": [_shape(r.output_shape) for r in [*rows, totals]],
+            "parameters": [r.parameters for r in [*rows, totals]],
+            "GFLOPs": [r.gflops for r in [*rows, totals]],
+            "share": [r.flops / totals.flops if totals.flops else np.nan for r in [*rows, totals]],
+            "GMACs w/o attn": [r.gmacs_without_attention for r in [*rows, totals]],
+        }
+    )
+    return table.astype({"parameters": np.int64, "share": np.float64})
+
+
+def format_load_table(rows: Sequence[LoadRow]) -> SummaryTable:
+    """:func:`load_report_by_stage` rows as a table, with a total row; print it or show it in a notebook."""
+    fields = ["loaded_tensors", "missing_tensors", "loaded_parameters", "missing_parameters"]
+    totals = LoadRow("total", *(sum(getattr(r, f) for r in rows) for f in fields))
+    headers = ["tensors loaded", "tensors fresh", "parameters loaded", "parameters fresh"]
+    columns = {"group": [r.stage for r in [*rows, totals]]}
+    columns |= {header: [getattr(r, f) for r in [*rows, totals]] for header, f in zip(headers, fields)}
+    return SummaryTable(columns).astype(dict.fromkeys(headers, np.int64))

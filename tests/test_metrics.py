@@ -1,17 +1,22 @@
 """Retrieval metrics: hand-computed cases, brute-force agreement, exact tie expectations, input checks."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from hhlib.metrics import (
+    RetrievalScores,
+    _prepare_labels,
     mean_average_precision,
     precision_at_k,
     precision_recall_curve,
     precision_within_radius,
+    retrieval_scores,
 )
+from hhlib.relevance import relevant
 
 QUERY = np.ones((1, 4))  # 4-bit query of all +1: an item's distance is its number of -1
 
@@ -249,3 +254,131 @@ def test_bad_cutoffs_raise():
         precision_within_radius(QUERY, A_DB, [1], A_LABELS, radius=5)
     with pytest.raises(ValueError, match="query_codes have 8 bits per code but db_codes have 4"):
         precision_recall_curve(np.ones((1, 8)), A_DB, [1], A_LABELS)
+
+
+# -- the one evaluator ---------------------------------------------------------------
+
+
+def test_retrieval_scores_by_hand():
+    # case A plus a query (all -1) at distances 3, 3, 4 from the items, whose class 1 is that of items 1, 2
+    queries = np.vstack([QUERY, -QUERY])
+    scores = retrieval_scores(queries, A_DB, [1, 1], A_LABELS, ks=[1, 3])
+    assert isinstance(scores, RetrievalScores)
+    assert scores.bits == 4 and scores.topk is None and scores.radius == 2
+    # query 2 ranks item 0, item 1 (relevant), item 2 (relevant): AP (1/2 + 2/3) / 2
+    assert scores.map_index == approx(((1 / 1 + 2 / 3) / 2 + (1 / 2 + 2 / 3) / 2) / 2)
+    # query 2: its d=3 group {0, 1} puts item 1 at rank 1 or 2; item 2 is at rank 3
+    query2 = ((1 / 1 + 2 / 3) / 2 + (1 / 2 + 2 / 3) / 2) / 2
+    assert scores.map_expected == approx(((1 / 1 + (1 / 2) * (2 / 2) + (1 / 2) * (2 / 3)) / 2 + query2) / 2)
+    assert scores.precision_radius == approx((2 / 3 + 0) / 2) and scores.precision_radius2 == scores.precision_radius
+    np.testing.assert_allclose(scores.precision, [1 / 2, 2 / 6, 2 / 6, (2 / 3 + 1 / 2) / 2, 2 / 3], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scores.recall, [1 / 4, 1 / 2, 1 / 2, 3 / 4, 1], rtol=0, atol=1e-12)
+    assert scores.ks.tolist() == [1, 3]
+    np.testing.assert_allclose(scores.precision_at, [(1 + 0) / 2, (2 / 3 + 2 / 3) / 2], rtol=0, atol=1e-12)
+
+
+def assert_same_as_separate_functions(problem, topk, ks, radius):
+    scores = retrieval_scores(*problem, topk=topk, ks=ks, radius=radius)
+    assert scores.map_index == mean_average_precision(*problem, topk=topk)
+    assert scores.map_expected == mean_average_precision(*problem, topk=topk, ties="expected")
+    assert scores.precision_radius == precision_within_radius(*problem, radius=radius)
+    precision, recall = precision_recall_curve(*problem)
+    assert np.array_equal(scores.precision, precision) and np.array_equal(scores.recall, recall)
+    assert np.array_equal(scores.precision_at, precision_at_k(*problem, ks=scores.ks))
+    return scores
+
+
+# bits=12: the separate mAP sorts the whole ranking; bits=64 with topk < N: it asks HammingIndex.search
+@pytest.mark.parametrize("bits", [12, 64])
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_retrieval_scores_equal_the_separate_functions_exactly(bits, multi_label):
+    rng = np.random.default_rng(3 + bits + multi_label)
+    problem = random_problem(rng, 60, 900, bits, multi_label)
+    for topk in (None, 1, 50, 900, 5000):
+        for ks in (None, [1, 7, 900], [33]):
+            scores = assert_same_as_separate_functions(problem, topk, ks, radius=2)
+            assert scores.topk == topk
+    scores = assert_same_as_separate_functions(problem, 100, [5], radius=bits // 2)
+    assert scores.radius == bits // 2
+
+
+def test_default_cutoffs_and_radius_two():
+    rng = np.random.default_rng(5)
+    problem = random_problem(rng, 4, 3000, 16, multi_label=False)
+    scores = retrieval_scores(*problem)
+    assert scores.ks.tolist() == np.unique(np.linspace(1, 1000, 20).round()).astype(int).tolist()
+    assert scores.precision_radius2 == precision_within_radius(*problem, radius=2)
+    small = retrieval_scores(*random_problem(rng, 2, 5, 16, multi_label=False))
+    assert small.ks.tolist() == [1, 2, 3, 4, 5]
+    # at another radius the radius-2 property still reads the curve at 2
+    other = retrieval_scores(*problem, radius=5)
+    assert other.precision_radius2 == other.precision[2]
+    assert other.precision_radius == precision_within_radius(*problem, radius=5)
+
+
+def test_retrieval_scores_to_dict_is_plain_json():
+    rng = np.random.default_rng(9)
+    scores = retrieval_scores(*random_problem(rng, 5, 40, 8, multi_label=True), topk=np.int64(10), ks=[1, 10])
+    data = scores.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["topk"] == 10 and type(data["topk"]) is int and data["ks"] == [1, 10]
+    assert data["map_index"] == scores.map_index and data["precision"] == scores.precision.tolist()
+    assert data["precision_radius2"] == scores.precision_radius2 and data["radius"] == 2
+    assert set(data) == {
+        "bits",
+        "topk",
+        "map_index",
+        "map_expected",
+        "radius",
+        "precision_radius",
+        "precision_radius2",
+        "precision",
+        "recall",
+        "ks",
+        "precision_at",
+    }
+    assert all(type(v) is float for key in ("precision", "recall", "precision_at") for v in data[key])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"topk": 0}, "topk must be a positive integer"),
+        ({"ks": [4]}, "ks must be a non-empty list of integers in 1..3"),
+        ({"ks": [0, 1]}, "ks must be"),
+        ({"radius": 5}, "radius must be an integer in 0..4"),
+        ({"radius": -1}, "radius must be an integer"),
+        ({"radius": 1.0}, "radius must be an integer"),
+        ({"query_codes": np.ones(4)}, "query_codes must be a 2-D array"),
+        ({"db_labels": [0, 1]}, "db_labels has 2 rows but db_codes has 3"),
+    ],
+)
+def test_retrieval_scores_bad_inputs_raise(kwargs, message):
+    args = {"query_codes": QUERY, "db_codes": A_DB, "query_labels": [1], "db_labels": A_LABELS}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        retrieval_scores(**args)
+
+
+# -- relevance: the packed fast path is hhlib.relevance's rule ------------------------
+
+
+@pytest.mark.parametrize("kind", ["class ids", "one-hot", "multi-hot", "multi-hot, 20 classes"])
+def test_packed_relevance_equals_the_relevance_rule(kind):
+    rng = np.random.default_rng(11)
+    n_classes = 20 if "20" in kind else 5
+    if kind == "class ids":
+        query, db = rng.integers(0, n_classes, 30), rng.integers(0, n_classes, 200)
+    elif kind == "one-hot":
+        eye = np.eye(n_classes, dtype=np.float32)
+        query, db = eye[rng.integers(0, n_classes, 30)], eye[rng.integers(0, n_classes, 200)]
+    else:  # some rows empty, some with several labels
+        query = (rng.random((30, n_classes)) < 0.25).astype(np.int64)
+        db = (rng.random((200, n_classes)) < 0.25).astype(np.int64)
+    labels = _prepare_labels(query, db, len(query), len(db))
+    assert labels.single == (kind != "multi-hot" and "multi" not in kind)
+    want = relevant(query, db)
+    assert np.array_equal(labels.block(slice(None)), want)
+    assert np.array_equal(labels.block(slice(7, 19)), want[7:19])
+    ids = rng.integers(0, len(db), (12, 9))
+    assert np.array_equal(labels.of(slice(7, 19), ids), np.take_along_axis(want[7:19], ids, axis=1))

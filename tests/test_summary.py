@@ -1,17 +1,21 @@
 """Stage summaries (shapes, parameters, FLOPs) and load-report tables."""
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from timm.models.nest import Nest
 from torch import nn
 
-from hhlib import HybridHash, HybridHashConfig, load_nest_weights
+from hhlib import HybridHash, HybridHashConfig, load_nest_weights, summary
 from hhlib.summary import (
     REST,
+    LoadRow,
+    StageRow,
+    SummaryTable,
     default_stages,
     format_load_table,
     format_stage_table,
-    format_table,
     load_groups,
     load_report_by_stage,
     stage_summary,
@@ -141,21 +145,45 @@ def test_nest_mapping_leaves_exactly_the_global_branches_and_hash_head_fresh():
     assert all(r.missing_tensors == 0 for r in rows if r.stage not in fresh)
 
 
-def test_tables_render_totals_and_align():
-    text = format_stage_table(stage_summary(TwoLayers(), img_size=8))
+def test_stage_table_is_a_dataframe_of_the_rows_and_their_total():
+    table = format_stage_table(stage_summary(TwoLayers(), img_size=8))
+    assert isinstance(table, pd.DataFrame) and isinstance(table, SummaryTable)
+    assert list(table.columns) == ["stage", "output shape", "parameters", "GFLOPs", "share", "GMACs w/o attn"]
+    assert list(table["stage"]) == ["conv", "classifier head", "total"]
+    assert list(table["output shape"]) == ["(1, 4, 8, 8)", "(1, 5)", ""]
+    assert list(table["parameters"]) == [16, 1285, 1301]  # 3 * 4 + 4 and 256 * 5 + 5
+    flops = np.array([2 * 3 * 4 * 64, 2 * 256 * 5, 2 * 3 * 4 * 64 + 2 * 256 * 5])
+    np.testing.assert_array_equal(table["GFLOPs"], flops / 1e9)
+    np.testing.assert_array_equal(table["share"], [0.375, 0.625, 1.0])  # of 4096 FLOPs
+    np.testing.assert_array_equal(table["GMACs w/o attn"], flops / 2e9)
+    assert table[["stage", "parameters"]].shape == (3, 2) and isinstance(table.head(1), SummaryTable)
+
+
+def test_stage_table_prints_whole_and_formatted():
+    text = str(format_stage_table(stage_summary(TwoLayers(), img_size=8)))
     lines = text.splitlines()
-    assert lines[0].split()[:2] == ["stage", "output"]
-    assert lines[-1].startswith("total") and "1,301" in lines[-1]  # 16 + 1285 parameters
-    assert "(1, 4, 8, 8)" in text
-    assert format_table([["a", 1], ["bb", 22]], ["name", "n"]).splitlines() == [
-        "name   n",
-        "----  --",
-        "a      1",
-        "bb    22",
-    ]
-    with pytest.raises(ValueError):
-        format_table([["a"]], ["name", "n"])
+    assert lines[0].split() == ["stage", "output", "shape", "parameters", "GFLOPs", "share", "GMACs", "w/o", "attn"]
+    assert lines[1].split() == ["conv", "(1,", "4,", "8,", "8)", "16", "0.000", "37.5%", "0.000"]
+    assert lines[-1].split() == ["total", "1,301", "0.000", "100.0%", "0.000"]
+    assert repr(format_stage_table(stage_summary(TwoLayers(), img_size=8))) == text
+    # wider than 80 characters and still whole: a plain DataFrame would be cut
+    wide = [StageRow("a stage with a rather long name " * 2, "m", (1, 512, 14, 14), 12_345_678, 0, 0)]
+    wide_text = str(format_stage_table(wide))
+    assert "..." not in wide_text and "12,345,678" in wide_text
+    assert wide_text.splitlines()[1].split()[-3:] == ["0.000", "-", "0.000"]  # no FLOPs: no share
+    html = format_stage_table(stage_summary(TwoLayers(), img_size=8))._repr_html_()
+    assert "<table" in html and "1,301" in html and "37.5%" in html
+
+
+def test_load_table_counts_and_total():
+    rows = [LoadRow("a", 2, 1, 1500, 20), LoadRow("b", 0, 3, 0, 1_000_000)]
+    table = format_load_table(rows)
+    assert list(table.columns) == ["group", "tensors loaded", "tensors fresh", "parameters loaded", "parameters fresh"]
+    assert table.iloc[-1].tolist() == ["total", 2, 4, 1500, 1_000_020]
+    assert str(table).splitlines()[-1].split() == ["total", "2", "4", "1,500", "1,000,020"]
     model = HybridHash(tiny_config())
     names = list(model.state_dict())
     table = format_load_table(load_report_by_stage(LoadReport(loaded=names), model))
-    assert table.splitlines()[-1].split()[:3] == ["total", str(len(names)), "0"]
+    assert table.iloc[-1]["tensors loaded"] == len(names) and table.iloc[-1]["tensors fresh"] == 0
+    assert table.iloc[-1]["parameters loaded"] == sum(t.numel() for t in model.state_dict().values())
+    assert not hasattr(summary, "format_table")  # the tables are pandas now

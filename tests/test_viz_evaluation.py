@@ -9,6 +9,7 @@ import pytest  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from hhlib import metrics  # noqa: E402
 from hhlib.viz import evaluation as viz  # noqa: E402
 
 # One query, 4-bit codes, four database items at distances 0, 1, 1, 2; items 0 and 2 are relevant.
@@ -29,8 +30,17 @@ def test_retrieval_scores_by_hand():
     np.testing.assert_allclose(scores.precision, [1, 2 / 3, 0.5, 0.5, 0.5])  # radius 0..4
     np.testing.assert_allclose(scores.recall, [0.5, 1, 1, 1, 1])
     assert scores.precision_radius2 == 0.5
-    with pytest.raises(ValueError, match=r"\(Q, bits\)"):
+    with pytest.raises(ValueError, match=r"query_codes must be a 2-D array \(n, bits\)"):
         viz.retrieval_scores(QUERY[0], DATABASE, QUERY_LABELS, DB_LABELS)
+
+
+def test_the_scores_are_those_of_hhlib_metrics():
+    from hhlib import viz as package
+
+    assert viz.retrieval_scores is metrics.retrieval_scores and viz.RetrievalScores is metrics.RetrievalScores
+    assert package.retrieval_scores is metrics.retrieval_scores  # the notebooks' import
+    scores = viz.retrieval_scores(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, ks=[2])
+    assert scores.map_index == metrics.mean_average_precision(QUERY, DATABASE, QUERY_LABELS, DB_LABELS)
 
 
 def test_default_ks_span_one_to_at_most_a_thousand():

@@ -1,8 +1,8 @@
 """Plots: retrieval quality of hash codes (see hhlib.viz).
 
-:func:`retrieval_scores` computes, for one set of query and database codes,
-every number the plots draw (with :mod:`hhlib.metrics`); the plots take
-those scores for several methods and code lengths::
+:func:`hhlib.metrics.retrieval_scores` computes, for one set of query and
+database codes, every number the plots draw (it is re-exported here for the
+notebooks); the plots take those scores for several methods and code lengths::
 
     scores = {bits: {"HybridHash": retrieval_scores(q, db, q_labels, db_labels), "LSH": ...}}
     plot_precision_recall(scores)       # one panel per code length
@@ -14,14 +14,12 @@ those scores for several methods and code lengths::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from hhlib.metrics import mean_average_precision, precision_at_k, precision_recall_curve
+from hhlib.metrics import RetrievalScores, retrieval_scores
 
 __all__ = [
     "RetrievalScores",
@@ -32,80 +30,7 @@ __all__ = [
     "plot_map_bars",
 ]
 
-Scores = Mapping[int, Mapping[str, "RetrievalScores"]]  # bits -> method -> scores
-
-
-@dataclass(frozen=True)
-class RetrievalScores:
-    """The retrieval quality of one set of codes (query vs database).
-
-    Attributes:
-        bits: code length.
-        map_index: mAP@K with ties broken by database index.
-        map_expected: mAP@K expected over the orders within tied distances.
-        topk: the K of mAP@K (None: all).
-        precision: (bits + 1,) precision of Hamming-ball retrieval per radius.
-        recall: (bits + 1,) recall per radius.
-        ks: the cut-offs of ``precision_at``.
-        precision_at: (len(ks),) precision of the top K (ties by index).
-    """
-
-    bits: int
-    map_index: float
-    map_expected: float
-    topk: int | None
-    precision: np.ndarray
-    recall: np.ndarray
-    ks: np.ndarray
-    precision_at: np.ndarray
-
-    @property
-    def precision_radius2(self) -> float:
-        """Precision within Hamming radius 2 (the PR curve's point at radius 2)."""
-        return float(self.precision[min(2, self.bits)])
-
-
-def retrieval_scores(
-    query_codes: Any,
-    db_codes: Any,
-    query_labels: Any,
-    db_labels: Any,
-    topk: int | None = None,
-    ks: Sequence[int] | None = None,
-) -> RetrievalScores:
-    """Every metric of :mod:`hhlib.metrics` for one set of codes.
-
-    Args:
-        query_codes: (Q, bits) -1/+1 codes.
-        db_codes: (N, bits) -1/+1 codes.
-        query_labels: (Q, C) 0/1 matrix or (Q,) class ids.
-        db_labels: (N, C) 0/1 matrix or (N,) class ids.
-        topk: the K of mAP@K (None: all, as for CIFAR-10 and Fashion-MNIST).
-        ks: cut-offs of precision@K; default 20 values from 1 to min(N, 1000).
-
-    Returns:
-        The :class:`RetrievalScores`.
-    """
-    shape = tuple(np.shape(query_codes))
-    if len(shape) != 2:
-        raise ValueError(f"query_codes must be a (Q, bits) array of -1/+1 codes, got shape {shape}")
-    bits = shape[1]
-    n_items = len(db_codes)
-    if ks is None:
-        ks = np.unique(np.linspace(1, min(n_items, 1000), 20).round().astype(np.int64))
-    ks = np.asarray(ks, dtype=np.int64)
-    args = (query_codes, db_codes, query_labels, db_labels)
-    precision, recall = precision_recall_curve(*args)
-    return RetrievalScores(
-        bits=bits,
-        map_index=mean_average_precision(*args, topk=topk, ties="index"),
-        map_expected=mean_average_precision(*args, topk=topk, ties="expected"),
-        topk=topk,
-        precision=precision,
-        recall=recall,
-        ks=ks,
-        precision_at=precision_at_k(*args, ks=ks),
-    )
+Scores = Mapping[int, Mapping[str, RetrievalScores]]  # bits -> method -> scores
 
 
 def _check_scores(scores: Scores) -> list[int]:
