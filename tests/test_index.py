@@ -1,6 +1,4 @@
-"""HammingIndex: exact search and range search on every backend, persistence, input checks."""
-
-import importlib.util
+"""HammingIndex: exact search and range search (faiss, ties by id), persistence, input checks."""
 
 import numpy as np
 import pytest
@@ -8,9 +6,6 @@ import torch
 
 from hhlib.hamming import hamming_distances, pack_codes
 from hhlib.index import FORMAT_VERSION, HammingIndex
-
-HAS_FAISS = importlib.util.find_spec("faiss") is not None
-needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss is not installed")
 
 
 def random_codes(rng, n, bits):
@@ -37,13 +32,6 @@ def brute_range(queries, db, radius):
     return out
 
 
-def backends(bits, hashing=False):
-    names = ["numpy"]
-    if HAS_FAISS and bits % 8 == 0:
-        names += ["faiss", "faiss-hash"] if hashing else ["faiss"]
-    return names
-
-
 # 600 codes of 12 or 16 bits: many ties at every distance
 @pytest.mark.parametrize("bits", [12, 16, 64])
 def test_search_matches_brute_force_with_ties_by_id(bits):
@@ -53,11 +41,10 @@ def test_search_matches_brute_force_with_ties_by_id(bits):
     index.add(db[:250])
     index.add(torch.from_numpy(db[250:]))  # torch tensors are accepted, ids continue
     want_dist, want_ids = brute_search(queries, db, 40)
-    for backend in backends(bits):
-        dist, ids = index.search(queries, 40, backend=backend)
-        assert dist.dtype == np.int32 and ids.dtype == np.int64
-        np.testing.assert_array_equal(ids, want_ids, err_msg=backend)
-        np.testing.assert_array_equal(dist, want_dist, err_msg=backend)
+    dist, ids = index.search(queries, 40)
+    assert dist.dtype == np.int32 and ids.dtype == np.int64
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(dist, want_dist)
 
 
 @pytest.mark.parametrize("bits", [12, 16, 64])
@@ -69,12 +56,12 @@ def test_range_search_matches_brute_force(bits, radius):
     index = HammingIndex(bits)
     index.add(db)
     want = brute_range(queries, db, radius)
-    for backend in backends(bits, hashing=True):
-        got = index.range_search(queries, radius, backend=backend)
-        assert len(got) == len(queries)
-        for (dist, ids), (want_dist, want_ids) in zip(got, want, strict=True):
-            np.testing.assert_array_equal(ids, want_ids, err_msg=backend)
-            np.testing.assert_array_equal(dist, want_dist, err_msg=backend)
+    got = index.range_search(queries, radius)
+    assert len(got) == len(queries)
+    for (dist, ids), (want_dist, want_ids) in zip(got, want, strict=True):
+        assert dist.dtype == np.int32 and ids.dtype == np.int64
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_array_equal(dist, want_dist)
 
 
 def test_small_hand_case():
@@ -87,6 +74,64 @@ def test_small_hand_case():
     np.testing.assert_array_equal(ids, [1, 0])  # sorted by distance: item 1 is the query itself
     np.testing.assert_array_equal(dist, [0, 1])
     assert len(index) == 4
+
+
+def test_hand_case_distances_and_radius():
+    """8-bit codes written as bytes: distances are the popcounts of the XORs."""
+    db = np.array([[0b0000_0000], [0b1111_1111], [0b0000_0011], [0b0000_0001], [0b1000_0001]], np.uint8)
+    index = HammingIndex(8)
+    index.add(db)
+    dist, ids = index.search(np.array([[0b0000_0001], [0b1111_1110]], np.uint8), 5)
+    np.testing.assert_array_equal(dist, [[0, 1, 1, 1, 7], [1, 7, 7, 7, 8]])
+    np.testing.assert_array_equal(ids, [[3, 0, 2, 4, 1], [1, 0, 2, 4, 3]])  # ties by id
+    hits = index.range_search(np.array([[0b0000_0001], [0b1111_1110]], np.uint8), 2)
+    np.testing.assert_array_equal(hits[0][0], [0, 1, 1, 1])
+    np.testing.assert_array_equal(hits[0][1], [3, 0, 2, 4])
+    np.testing.assert_array_equal(hits[1][0], [1])
+    np.testing.assert_array_equal(hits[1][1], [1])
+    [(dist, ids)] = index.range_search(np.array([[0b0101_0101]], np.uint8), 1)
+    assert len(dist) == len(ids) == 0  # nothing that close: an empty pair, not a missing one
+
+
+@pytest.mark.parametrize("bits", [12, 64])
+def test_ties_among_equal_codes_come_by_id(bits):
+    """A database full of one code: every k-NN row is 0..k-1, every radius answer is 0..n-1."""
+    code = random_codes(np.random.default_rng(bits), 1, bits)
+    index = HammingIndex(bits)
+    index.add(np.repeat(code, 3000, axis=0))
+    other = code.copy()
+    other[0, :3] *= -1  # at distance 3
+    for k in (1, 10, 1000, 2999):
+        dist, ids = index.search(np.concatenate([code, other]), k)
+        np.testing.assert_array_equal(ids, np.tile(np.arange(k), (2, 1)))
+        np.testing.assert_array_equal(dist, [[0] * k, [3] * k])
+    [(dist, ids)] = index.range_search(other, 3)
+    np.testing.assert_array_equal(ids, np.arange(3000))
+    assert np.all(dist == 3)
+
+
+def test_ties_by_id_whatever_order_faiss_returns(monkeypatch):
+    """The (distance, id) order is made after faiss: a k-NN that picks the *last* tied ids still gives the first."""
+    rng = np.random.default_rng(12)
+    base = random_codes(rng, 8, 16)
+    db = base[rng.integers(0, 8, size=2000)]  # 8 codes, about 250 copies each: long runs of ties
+    queries = random_codes(rng, 10, 16)
+    index = HammingIndex(16)
+    index.add(db)
+    all_dist = brute_distances(queries, db)
+
+    def adversarial_knn(queries_packed, k):
+        # an exact k-NN that breaks ties by *descending* id, in a shuffled row order
+        order = np.lexsort((-np.arange(len(db))[None].repeat(len(queries), 0), all_dist), axis=1)[:, :k]
+        order = rng.permuted(order, axis=1)
+        return np.take_along_axis(all_dist, order, 1).astype(np.int32), order.astype(np.int64)
+
+    monkeypatch.setattr(index, "_knn", adversarial_knn)
+    for k in (1, 5, 300, 700):
+        want_dist, want_ids = brute_search(queries, db, k)
+        dist, ids = index.search(queries, k)
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_array_equal(dist, want_dist)
 
 
 def test_k_beyond_size_returns_everything():
@@ -157,6 +202,49 @@ def test_load_refuses_other_bits_and_versions(tmp_path):
         HammingIndex.load(tmp_path / "other.npz")
 
 
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the earlier file whole, and no temporary file behind."""
+    path = tmp_path / "db.npz"
+    old = HammingIndex(16)
+    old.add(random_codes(np.random.default_rng(12), 5, 16))
+    old.save(path)
+    before = path.read_bytes()
+
+    def broken_savez(handle, **arrays):
+        handle.write(b"PK\x03\x04 half an archive")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    new = HammingIndex(16)
+    new.add(random_codes(np.random.default_rng(13), 50, 16))
+    with pytest.raises(OSError, match="disk full"):
+        new.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["db.npz"]
+    monkeypatch.undo()
+    np.testing.assert_array_equal(HammingIndex.load(path).codes, old.codes)
+
+
+def test_load_refuses_truncated_and_foreign_files_in_one_line(tmp_path):
+    index = HammingIndex(64)
+    index.add(random_codes(np.random.default_rng(14), 200, 64))
+    index.save(tmp_path / "db.npz")
+    whole = (tmp_path / "db.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "notes.npz").write_text("not an archive")
+    cases = [("cut.npz", "truncated or damaged"), ("array.npy", "not an .npz archive"), ("notes.npz", "not an .npz")]
+    for name, message in cases:
+        with pytest.raises(ValueError, match=message) as caught:
+            HammingIndex.load(tmp_path / name)
+        assert str(caught.value).startswith(str(tmp_path / name)) and "\n" not in str(caught.value)
+    np.savez(tmp_path / "floats.npz", format_version=FORMAT_VERSION, bits=64, codes=np.zeros((2, 8)))
+    with pytest.raises(ValueError, match="float64 codes of shape \\(2, 8\\), not 64-bit codes"):
+        HammingIndex.load(tmp_path / "floats.npz")
+    with pytest.raises(FileNotFoundError, match="no index file"):
+        HammingIndex.load(tmp_path / "missing.npz")
+
+
 @pytest.mark.parametrize(
     ("codes", "bits", "message"),
     [
@@ -188,9 +276,7 @@ def test_index_errors():
         index.search(queries, 0)
     with pytest.raises(ValueError, match="radius must be an integer in 0..12"):
         index.range_search(queries, 13)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        index.search(queries, 1, backend="gpu")
-    with pytest.raises(ValueError, match="bits divisible by 8"):
-        index.search(queries, 1, backend="faiss")
+    with pytest.raises(TypeError):
+        index.search(queries, 1, backend="numpy")  # one backend: faiss
     with pytest.raises(ValueError, match="16 bits per code but bits=12"):
         index.add(random_codes(np.random.default_rng(11), 2, 16))

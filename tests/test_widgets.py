@@ -172,22 +172,25 @@ def test_a_bad_upload_gives_a_message_not_an_exception(explorer):
 
 def test_database_index_is_saved_reused_and_checked(tmp_path, model, data, database_codes):
     path = tmp_path / "database.npz"
-    index = database_index(model, data, path, progress=False)
+    index = database_index(model, data, cache=path, progress=False)
     assert path.is_file() and len(index) == len(data.database)
     np.testing.assert_array_equal(index.codes, np.packbits(database_codes > 0, axis=1))
     assert index.metadata["labels"] == data.database.labels.argmax(1).tolist()
-    assert len(database_index(model, data, path, progress=False)) == len(data.database)
+    stamp = path.stat().st_mtime_ns
+    assert len(database_index(model, data, cache=path, progress=False)) == len(data.database)
+    assert path.stat().st_mtime_ns == stamp  # reused, not written again
     explorer = retrieval_explorer(model, data, path, k=3)
     assert len(explorer.last_result.ids) == 3
     torch.manual_seed(1)
     other = HybridHash(HybridHashConfig.cpu(bits=BITS, img_size=16)).eval()
-    with pytest.raises(ValueError, match="another model"):
-        database_index(other, data, path)
+    with pytest.raises(ValueError, match="other weights"):
+        RetrievalExplorer(other, data, HammingIndex.load(path))  # the file names the model that made it
+    other_index = database_index(other, data, cache=path, progress=False)  # another model: encoded again
+    np.testing.assert_array_equal(other_index.codes, np.packbits(encode(other, data.database, progress=False) > 0, 1))
     short = HammingIndex(BITS)
     short.add(database_codes[:10])
-    short.save(tmp_path / "short.npz")
     with pytest.raises(ValueError, match="10 codes"):
-        database_index(model, data, tmp_path / "short.npz")
+        RetrievalExplorer(model, data, short)
 
 
 def test_bad_settings_are_refused(model, data, index, database_codes):
