@@ -10,9 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from hhlib import HybridHashConfig  # noqa: E402
+from hhlib.analysis import channel_norm  # noqa: E402
 from hhlib.summary import LoadRow, StageRow  # noqa: E402
 from hhlib.viz.architecture import (  # noqa: E402
-    channel_norm,
     plot_blockify,
     plot_blocks,
     plot_feature_maps,
@@ -68,21 +68,20 @@ def test_blockify_panel_holds_one_row_per_block_and_round_trips():
         plot_blockify(np.zeros((10, 10)), 4)
 
 
-def test_channel_norm_and_feature_maps():
+def test_feature_maps_draw_their_channel_norms():
     feature_map = torch.zeros(2, 3, 4)
     feature_map[0, 1, 2], feature_map[1, 1, 2] = 3.0, 4.0
-    norm = channel_norm(feature_map)
-    assert norm.shape == (3, 4) and norm[1, 2] == pytest.approx(5.0) and norm.sum() == pytest.approx(5.0)
-    assert channel_norm(feature_map[None]).shape == (3, 4)
     fig = plot_feature_maps({"a": feature_map, "b": np.ones((5, 2, 2))})
+    assert len(fig.axes) == 4  # two maps, two colour bars
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 2
+    np.testing.assert_array_equal(np.asarray(panels[0].images[0].get_array()), channel_norm(feature_map))
     assert np.allclose(np.asarray(panels[1].images[0].get_array()), np.sqrt(5.0))
-    assert "(5, 2, 2)" in panels[1].get_title()
-    with pytest.raises(ValueError):
-        channel_norm(np.zeros((2, 2)))
+    assert panels[0].get_title() == "a\n(2, 3, 4)" and "(5, 2, 2)" in panels[1].get_title()
     with pytest.raises(ValueError):
         plot_feature_maps({})
+    with pytest.raises(ValueError, match="need 2 axes"):
+        plot_feature_maps({"a": feature_map, "b": feature_map}, axes=[panels[0]])
 
 
 def rows(*specs):

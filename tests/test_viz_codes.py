@@ -1,4 +1,4 @@
-"""hhlib.viz.codes: the numbers on hand-made codes, and that each plot draws them."""
+"""hhlib.viz.codes: each plot draws the numbers of hhlib.analysis, with the labels it says."""
 
 import matplotlib
 
@@ -7,13 +7,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-from hhlib.data.memory import build_splits  # noqa: E402
+from hhlib import analysis  # noqa: E402
 from hhlib.viz import codes as vc  # noqa: E402
 
-# Four items, three bits: bit 0 balanced, bit 1 balanced and equal to bit 0
-# for three items of four, bit 2 always -1.
+# Four items, three bits: bit 0 balanced, bit 1 +1 for three items of four, bit 2 always -1.
 TOY = np.array([[1, 1, -1], [1, 1, -1], [-1, -1, -1], [-1, 1, -1]], dtype=np.int8)
 TOY_CLASSES = np.array([0, 0, 1, 1])
 
@@ -28,132 +26,45 @@ def random_codes(n=60, bits=16, seed=0):
     return np.where(np.random.default_rng(seed).random((n, bits)) < 0.5, 1, -1).astype(np.int8)
 
 
-# --------------------------------------------------------------------------- numbers
+def heatmap_values(ax):
+    """The matrix a seaborn heat map on ``ax`` draws, as a plain array."""
+    return np.ma.filled(np.asarray(ax.collections[0].get_array(), dtype=float), np.nan)
 
 
-def test_bit_balance_counts_plus_ones():
-    np.testing.assert_allclose(vc.bit_balance(TOY), [0.5, 0.75, 0.0])
-    np.testing.assert_allclose(vc.bit_balance(torch.tensor(TOY, dtype=torch.float32)), [0.5, 0.75, 0.0])
+def test_the_analysis_functions_are_not_plots():
+    import hhlib.viz
 
-
-def test_bit_entropy_by_hand():
-    # p = 0.5, 0.75, 0: 1 bit, -(0.75 log2 0.75 + 0.25 log2 0.25) = 0.8113 bits, 0 bits
-    np.testing.assert_allclose(vc.bit_entropy(TOY), [1.0, 0.811278, 0.0], atol=1e-6)
-
-
-def test_bit_correlation_by_hand_and_constant_bits():
-    correlation = vc.bit_correlation(TOY)
-    # bit 0: (+1, +1, -1, -1), mean 0, std 1; bit 1: (+1, +1, -1, +1), mean 0.5, std sqrt(0.75)
-    expected = np.mean(np.array([1, 1, -1, -1]) * (np.array([1, 1, -1, 1]) - 0.5)) / np.sqrt(0.75)
-    assert correlation[0, 1] == pytest.approx(expected)
-    assert correlation[1, 0] == pytest.approx(expected)
-    np.testing.assert_array_equal(np.diag(correlation), 1.0)
-    assert correlation[2, 0] == 0 and correlation[0, 2] == 0  # the constant bit
-    assert np.all(np.isfinite(correlation))
-    np.testing.assert_allclose(vc.bit_correlation(random_codes())[:4, :4], np.corrcoef(random_codes().T)[:4, :4])
-
-
-def test_class_mean_codes_with_ids_and_label_matrix():
-    means = vc.class_mean_codes(TOY, TOY_CLASSES)
-    np.testing.assert_allclose(means, [[1, 1, -1], [-1, 0, -1]])
-    # multi-label: item 3 belongs to both classes; class 2 is empty
-    labels = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=np.uint8)
-    means = vc.class_mean_codes(TOY, labels)
-    np.testing.assert_allclose(means[0], [1 / 3, 1, -1])
-    np.testing.assert_allclose(means[1], [-1, 0, -1])
-    assert np.all(np.isnan(means[2]))
-
-
-def test_pair_distances_splits_by_shared_label():
-    query = TOY[:2]
-    similar, dissimilar = vc.pair_distances(query, TOY, TOY_CLASSES[:2], TOY_CLASSES)
-    # query 0 = item 0: distances to the four items 0, 0, 2, 1; query 1 is the same code
-    assert sorted(similar.tolist()) == [0, 0, 0, 0]
-    assert sorted(dissimilar.tolist()) == [1, 1, 2, 2]
-    similar, dissimilar = vc.pair_distances(
-        random_codes(50), random_codes(80, seed=1), np.arange(50) % 3, np.arange(80) % 3, max_queries=10, max_items=20
-    )
-    assert len(similar) + len(dissimilar) == 200
-
-
-def test_flipped_bits_and_bad_codes():
-    after = TOY.copy()
-    after[0] *= -1
-    after[3, 1] = -1
-    np.testing.assert_array_equal(vc.flipped_bits(TOY, after), [3, 0, 0, 1])
-    with pytest.raises(ValueError, match="shape"):
-        vc.flipped_bits(TOY, TOY[:2])
-    with pytest.raises(ValueError, match="-1 and \\+1"):
-        vc.bit_balance(np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="non-empty"):
-        vc.bit_correlation(np.ones(4))
-    with pytest.raises(ValueError, match="rows"):
-        vc.class_mean_codes(TOY, TOY_CLASSES[:3])
-
-
-def test_embed_codes_samples_and_separates_classes():
-    rng = np.random.default_rng(0)
-    centres = random_codes(3, 32, seed=2)
-    classes = np.repeat(np.arange(3), 20)
-    codes = centres[classes] * np.where(rng.random((60, 32)) < 0.05, -1, 1)  # 5 % noise around each centre
-    coords, positions = vc.embed_codes(codes, max_items=45, seed=0)
-    assert coords.shape == (45, 2) and len(np.unique(positions)) == 45
-    # each class forms its own cluster: the nearest neighbour of a point is of its class
-    d = np.linalg.norm(coords[:, None] - coords[None], axis=-1) + np.eye(45) * 1e9
-    assert np.mean(classes[positions][d.argmin(1)] == classes[positions]) > 0.9
-    with pytest.raises(ValueError, match="method"):
-        vc.embed_codes(codes, method="pca")
-
-
-def test_augmentation_flips_with_a_model_that_reads_pixels():
-    """A 'model' whose bits are the signs of pixels: shifting images must flip some."""
-    pixels = torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8)
-    splits = build_splits(
-        pixels,
-        np.arange(12) % 2,
-        2,
-        {"train": np.arange(4), "query": np.arange(4, 12), "database": np.arange(4)},
-        img_size=8,
-        augment=True,
-        flip=True,
-    )
-
-    class PixelSigns(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, images):  # (B, 3, 8, 8) -> (B, 16)
-            return images[:, 0, :4, :4].reshape(len(images), 16) + self.dummy
-
-    state = torch.random.get_rng_state()
-    flips = vc.augmentation_flips(PixelSigns(), splits["query"], repeats=3, seed=1)
-    assert torch.equal(torch.random.get_rng_state(), state)  # the global random state is untouched
-    assert flips.shape == (3, 8) and flips.min() >= 0 and flips.max() <= 16
-    assert flips.sum() > 0
-    np.testing.assert_array_equal(flips, vc.augmentation_flips(PixelSigns(), splits["query"], repeats=3, seed=1))
-    assert vc.augmentation_flips(PixelSigns(), splits["query"], max_items=5).shape == (1, 5)
-    with pytest.raises(ValueError, match="TensorTransform"):
-        vc.augmentation_flips(PixelSigns(), torch.utils.data.TensorDataset(torch.zeros(3)))
-
-
-# --------------------------------------------------------------------------- plots
+    for name in ("bit_balance", "bit_correlation", "pair_distances", "embed_codes", "augmentation_flips"):
+        assert not hasattr(hhlib.viz, name) and hasattr(analysis, name)
 
 
 def test_plot_bit_balance_bars_are_the_balance():
     fig = vc.plot_bit_balance(TOY)
-    ax = fig.axes[0]
+    (ax,) = fig.axes
     np.testing.assert_allclose([bar.get_height() for bar in ax.patches], [0.5, 0.75, 0.0])
+    assert [bar.get_x() + bar.get_width() / 2 for bar in ax.patches] == [0, 1, 2]
+    assert ax.lines[0].get_ydata()[0] == 0.5  # the ideal
     assert "0.250" in ax.get_title()  # mean |p - 0.5| = (0 + 0.25 + 0.5) / 3
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("bit", "fraction of +1")
+    assert not ax.spines["top"].get_visible()  # the collection's style
 
 
-def test_plot_bit_correlation_and_class_means_draw_the_matrices():
+def test_plot_bit_correlation_draws_the_matrix_with_a_colour_bar():
     fig = vc.plot_bit_correlation(TOY)
-    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), vc.bit_correlation(TOY))
+    ax, colour_bar = fig.axes
+    np.testing.assert_allclose(heatmap_values(ax), analysis.bit_correlation(TOY))
+    assert colour_bar.get_ylabel() == "correlation"
+    assert ax.collections[0].get_clim() == (-1, 1)
+    # off the diagonal: |r01| = 1 / sqrt 3 twice, 0 four times, over 6 cells
+    assert f"{2 / np.sqrt(3) / 6:.3f}" in ax.get_title()
+
+
+def test_plot_class_mean_codes_rows_are_classes():
     fig = vc.plot_class_mean_codes(TOY, TOY_CLASSES, class_names=["a", "b"])
     ax = fig.axes[0]
-    np.testing.assert_allclose(ax.images[0].get_array(), [[1, 1, -1], [-1, 0, -1]])
+    np.testing.assert_allclose(heatmap_values(ax), [[1, 1, -1], [-1, 0, -1]])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert fig.axes[1].get_ylabel() == "mean bit"
     with pytest.raises(ValueError, match="class names"):
         vc.plot_class_mean_codes(TOY, TOY_CLASSES, class_names=["a"])
 
@@ -161,32 +72,45 @@ def test_plot_bit_correlation_and_class_means_draw_the_matrices():
 def test_plot_codes_by_class_groups_rows():
     codes, classes = random_codes(30, 8), np.arange(30) % 3
     fig = vc.plot_codes_by_class(codes, classes, per_class=4, class_names=["x", "y", "z"])
-    ax = fig.axes[0]
-    rows = np.asarray(ax.images[0].get_array())
+    (ax,) = fig.axes  # no colour bar
+    rows = heatmap_values(ax)
     assert rows.shape == (12, 8)
     for c in range(3):  # every drawn row is a code of its class
         members = {tuple(code) for code in codes[classes == c]}
         assert all(tuple(row) in members for row in rows[4 * c : 4 * c + 4])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y", "z"]
+    assert ax.get_yticks().tolist() == [2, 6, 10]
+    assert sorted(line.get_ydata()[0] for line in ax.lines) == [4, 8]  # the borders between classes
 
 
 def test_plot_distance_histograms_normalised_per_group():
     fig = vc.plot_distance_histograms([0, 1, 1, 2], [5, 6, 6, 6, 8, 8], bits=8, radius=2)
-    ax = fig.axes[0]
+    (ax,) = fig.axes
     heights = np.array([bar.get_height() for bar in ax.patches]).reshape(2, 9)
     np.testing.assert_allclose(heights[0], [0.25, 0.5, 0.25, 0, 0, 0, 0, 0, 0])
     np.testing.assert_allclose(heights[1], [0, 0, 0, 0, 0, 1 / 6, 0.5, 0, 1 / 3])
+    assert [bar.get_x() for bar in ax.patches[:9]] == pytest.approx(np.arange(9) - 0.5)
     assert ax.lines[0].get_xdata()[0] == 2.5
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(legend) == ["dissimilar pairs (6, mean 6.5)", "radius 2", "similar pairs (4, mean 1.0)"]
+    assert ax.get_ylabel() == "fraction of pairs"
     with pytest.raises(ValueError, match="0..8"):
         vc.plot_distance_histograms([9], [1], bits=8)
+
+
+def test_plot_distance_histograms_of_pair_distances_with_an_empty_group():
+    similar, dissimilar = analysis.pair_distances(TOY, TOY, np.zeros(4, int), np.zeros(4, int))
+    ax = vc.plot_distance_histograms(similar, dissimilar, bits=3, radius=None).axes[0]
+    assert len(ax.patches) == 4 and sum(bar.get_height() for bar in ax.patches) == pytest.approx(1)
+    assert "dissimilar pairs (0)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_plot_embedding_one_collection_per_class_one_marker_per_place():
     coords = np.arange(12, dtype=float).reshape(6, 2)
     coords[4] = coords[3]  # two items of class 2 at one place
-    fig = vc.plot_embedding(coords, np.array([0, 2, 0, 2, 2, 0]), class_names=["a", "b", "c"])
+    fig = vc.plot_embedding(coords, np.array([0, 2, 0, 2, 2, 0]), class_names=["a", "b", "c"], title="map")
     ax = fig.axes[0]
-    assert len(ax.collections) == 2
+    assert len(ax.collections) == 2 and ax.get_title() == "map"
     np.testing.assert_allclose(ax.collections[0].get_offsets(), coords[[0, 2, 5]])
     np.testing.assert_allclose(ax.collections[1].get_offsets(), coords[[1, 3]])
     np.testing.assert_allclose(ax.collections[1].get_sizes(), [6, 12])
@@ -199,9 +123,18 @@ def test_plot_flipped_bits():
     fig = vc.plot_flipped_bits(np.array([[0, 0, 1, 3]]), bits=4)
     ax = fig.axes[0]
     np.testing.assert_allclose([bar.get_height() for bar in ax.patches], [0.5, 0.25, 0, 0.25, 0])
-    assert "50% of codes unchanged" in ax.get_title()
+    assert "mean 1.00 of 4 bits flipped, 50% of codes unchanged" in ax.get_title()
     with pytest.raises(ValueError):
         vc.plot_flipped_bits([5], bits=4)
+    with pytest.raises(ValueError, match="empty"):
+        vc.plot_flipped_bits([], bits=4)
+
+
+def test_plots_draw_into_a_given_axes():
+    fig, (left, right) = plt.subplots(1, 2)
+    assert vc.plot_bit_balance(TOY, ax=left) is fig
+    assert vc.plot_flipped_bits([0, 1], bits=3, ax=right) is fig
+    assert len(left.patches) == 3 and len(right.patches) == 4
 
 
 def frame_colours(canvas, corners):

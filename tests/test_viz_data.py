@@ -1,4 +1,4 @@
-"""Plots of protocols, class counts, example images, rankings and relevance."""
+"""Plots of protocols, class counts, example images, rankings and relevance; the shared figure helper."""
 
 import matplotlib
 
@@ -10,9 +10,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from hhlib import mean_average_precision  # noqa: E402
+from hhlib.analysis import relevance_matrix, split_class_counts  # noqa: E402
 from hhlib.data import InMemorySplit, split_protocol  # noqa: E402
 from hhlib.data.transforms import TensorTransform  # noqa: E402
+from hhlib.viz._figure import figure, panel, panels  # noqa: E402
 from hhlib.viz.data import (  # noqa: E402
     plot_example_grid,
     plot_label_matrix,
@@ -21,10 +22,6 @@ from hhlib.viz.data import (  # noqa: E402
     plot_ranking,
     plot_relevance,
     plot_split_counts,
-    protocol_layout,
-    ranking_order,
-    relevance_matrix,
-    split_class_counts,
 )
 
 LABELS = np.repeat(np.arange(10), 600)  # a small balanced pool: 600 per class
@@ -45,57 +42,30 @@ def tiny_split():
     return InMemorySplit(pixels, rows, np.eye(10, dtype=np.uint8)[classes], TensorTransform(8, False, False), rows)
 
 
-def test_ranking_breaks_ties_by_index_and_the_title_is_the_metric():
+def test_ranking_draws_squares_in_rank_order_and_the_title_is_the_metric():
     distances = np.array([3, 0, 5, 2, 2, 7, 1, 4])
     relevant = np.array([1, 1, 0, 0, 1, 0, 0, 1], dtype=bool)
-    assert ranking_order(distances).tolist() == [1, 6, 3, 4, 0, 7, 2, 5]
-    fig = plot_ranking(distances, relevant)
+    fig = plot_ranking(distances, relevant, labels=[f"i{i}" for i in range(8)])
     ax = fig.axes[0]
     squares = [p for p in ax.patches if isinstance(p, Rectangle)]
-    assert len(squares) == 8
+    assert [s.get_x() for s in squares] == list(range(8))
+    # ranked by distance, ties by position: items 1, 6, 3, 4, 0, 7, 2, 5
+    relevant_colour = matplotlib.colors.to_rgba("tab:green")
+    assert [s.get_facecolor() == relevant_colour for s in squares] == [1, 0, 0, 1, 1, 1, 0, 0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[:3] == ["0", "i1", "1/1"] and texts[-1] == "i5"
     # relevant at ranks 1, 4, 5, 6: AP = (1/1 + 2/4 + 3/5 + 4/6) / 4
-    expected = (1 + 2 / 4 + 3 / 5 + 4 / 6) / 4
-    assert ax.get_title().endswith(f"{expected:.4f}")
-    texts = {t.get_text() for t in ax.texts}
-    assert {"1/1", "2/4", "3/5", "4/6"} <= texts
-    # the same number from the library: codes whose distances to the query are these
-    bits = 8
-    query = np.ones((1, bits))
-    db = np.ones((8, bits))
-    for item, d in enumerate(distances):
-        db[item, :d] = -1
-    labels_db = np.where(relevant, 0, 1)
-    assert mean_average_precision(query, db, np.array([0]), labels_db) == pytest.approx(expected)
+    assert {"1/1", "2/4", "3/5", "4/6"} <= set(texts)
+    assert ax.get_title().endswith(f"{(1 + 2 / 4 + 3 / 5 + 4 / 6) / 4:.4f}")
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(r) for r in range(1, 9)]
 
 
 def test_ranking_without_relevant_items_and_bad_shapes():
     assert plot_ranking(np.array([1, 2]), np.array([False, False])).axes[0].get_title().endswith("0.0000")
     with pytest.raises(ValueError):
         plot_ranking(np.array([1, 2]), np.array([True]))
-    with pytest.raises(ValueError):
-        ranking_order(np.zeros((2, 2)))
-
-
-@pytest.mark.parametrize("protocol, train_only, train_in_database", [("cifar10", 5000, 0), ("cifar10-1", 0, 5000)])
-def test_protocol_layout_counts_overlaps(protocol, train_only, train_in_database):
-    layout = protocol_layout(split_protocol(LABELS, protocol), 6000)
-    assert layout == {
-        "query": 1000,
-        "train": train_only,
-        "train and database": train_in_database,
-        "database": 0,
-        "unused": 0,
-    }
-
-
-def test_protocol_layout_with_unused_images_and_errors():
-    labels = np.repeat(np.arange(10), 700)
-    layout = protocol_layout(split_protocol(labels, "cifar10"), 7000)
-    assert layout == {"query": 1000, "train": 5000, "train and database": 0, "database": 1000, "unused": 0}
-    layout = protocol_layout(split_protocol(labels, "cifar10"), 7500)
-    assert layout["unused"] == 500
-    with pytest.raises(ValueError, match="beyond"):
-        protocol_layout(split_protocol(labels, "cifar10"), 10)
+    with pytest.raises(ValueError, match="labels"):
+        plot_ranking(np.array([1, 2]), np.array([True, False]), labels=["a"])
 
 
 def test_plot_protocol_layout_draws_one_segment_per_nonempty_part():
@@ -108,30 +78,18 @@ def test_plot_protocol_layout_draws_one_segment_per_nonempty_part():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["cifar10", "cifar10-1"]
 
 
-def test_split_class_counts_and_their_bars():
+def test_split_counts_bars_are_the_class_counts():
     split = split_protocol(LABELS, "cifar10")
-    counts = split_class_counts(split, LABELS)
-    assert counts["query"].tolist() == [100] * 10
-    assert counts["train"].tolist() == [500] * 10
-    assert counts["database"].sum() == 0
     fig = plot_split_counts(split, LABELS, [f"c{i}" for i in range(10)])
+    assert len(fig.axes) == 3
     heights = [[p.get_height() for p in ax.patches] for ax in fig.axes]
+    counts = split_class_counts(split, LABELS)
+    assert heights == [counts[part].tolist() for part in ("query", "train", "database")]
     assert heights[0] == [100] * 10 and heights[1] == [500] * 10
+    assert fig.axes[1].get_title() == "cifar10: train (5,000 images)"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()][:2] == ["c0", "c1"]
     with pytest.raises(ValueError, match="class names"):
         plot_split_counts(split, LABELS, ["a"])
-
-
-def test_split_class_counts_count_every_label_of_multi_label_images():
-    rng = np.random.default_rng(0)
-    labels = np.zeros((21 * 700, 21), dtype=np.uint8)
-    labels[np.arange(len(labels)), np.arange(len(labels)) % 21] = 1  # 700 images of each class
-    extra = rng.random(len(labels)) < 0.3  # and a second label on some
-    labels[np.flatnonzero(extra), rng.integers(0, 21, extra.sum())] = 1
-    split = split_protocol(labels, "nuswide_21")
-    counts = split_class_counts(split, labels)
-    assert counts["query"].min() >= 100
-    assert counts["query"].sum() == labels[split.query].sum()
 
 
 def test_plot_protocols_one_row_per_split():
@@ -156,20 +114,57 @@ def test_example_grid_shows_raw_images_of_the_right_class(tiny_split):
         plot_example_grid(split, names[:3])
 
 
-def test_relevance_is_at_least_one_shared_label():
+def heatmap_values(ax):
+    return np.asarray(ax.collections[0].get_array())
+
+
+def test_relevance_plot_draws_the_relevance_and_the_classes_shared():
     query = np.array([[1, 0, 1, 0], [0, 1, 0, 1]])
-    db = np.array([[1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0]])
-    assert relevance_matrix(query, db).tolist() == [[True, True, False, False], [False, True, True, False]]
-    ax = plot_relevance(query, db).axes[0]
-    assert np.array_equal(np.asarray(ax.images[0].get_array()), relevance_matrix(query, db))
-    assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "1", "1"]
-    assert "4 of 8" in ax.get_title()
+    db = np.array([[1, 0, 1, 0], [0, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0]])
+    ax = plot_relevance(query, db, query_names=["q0", "q1"], db_names=list("abcd")).axes[0]
+    np.testing.assert_array_equal(heatmap_values(ax), relevance_matrix(query, db))
+    # one number per relevant cell, at its centre: query 0 shares 2 classes with a, 1 with b
+    assert sorted((t.get_position(), t.get_text()) for t in ax.texts) == [
+        ((0.5, 0.5), "2"),
+        ((1.5, 0.5), "1"),
+        ((1.5, 1.5), "1"),
+        ((2.5, 1.5), "1"),
+    ]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["q0", "q1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list("abcd")
+    assert "4 of 8" in ax.get_title() and ax.get_ylabel() == "query"
     with pytest.raises(ValueError):
-        relevance_matrix(query, db[:, :3])
+        plot_relevance(query, db[:, :3])
 
 
 def test_label_matrix_draws_only_used_classes():
     labels = np.array([[1, 0, 0, 1], [0, 0, 0, 1]])
-    ax = plot_label_matrix(labels, ["a", "b", "c", "d"]).axes[0]
+    ax = plot_label_matrix(labels, ["a", "b", "c", "d"], item_names=["x", "y"]).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "d"]
-    assert np.asarray(ax.images[0].get_array()).shape == (2, 2)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y"]
+    np.testing.assert_array_equal(heatmap_values(ax), [[1, 1], [0, 1]])
+    assert "2 of 4 classes used" in ax.get_title()
+
+
+def test_figure_makes_panels_of_the_given_size_in_the_style():
+    fig, axes = figure(3, (2.0, 1.5), rows=2)
+    assert axes.shape == (2, 3) and tuple(fig.get_size_inches()) == (6.0, 3.0)
+    assert all(not ax.spines["top"].get_visible() and not ax.spines["right"].get_visible() for ax in axes.flat)
+    assert plt.fignum_exists(fig.number)  # tracked by pyplot, so a notebook shows it
+    assert plt.rcParams["axes.spines.top"]  # the caller's settings are untouched
+    tracked = len(plt.get_fignums())
+    untracked, ax = figure(pyplot=False)
+    assert len(plt.get_fignums()) == tracked and ax.figure is untracked and not ax.spines["top"].get_visible()
+    with pytest.raises(ValueError):
+        figure(0)
+
+
+def test_panel_and_panels_use_given_axes_or_make_them():
+    fig, ax = plt.subplots()
+    assert panel(ax, (1, 1)) == (fig, ax)
+    made, ax = panel(None, (4, 2))
+    assert tuple(made.get_size_inches()) == (4, 2) and made.axes == [ax]
+    made, axes = panels(None, 2, (3, 2))
+    assert len(axes) == 2 and tuple(made.get_size_inches()) == (6, 2)
+    with pytest.raises(ValueError, match="need 2 axes"):
+        panels([ax], 2, (3, 2))

@@ -1,5 +1,8 @@
 """Plots for the tutorials, one module per notebook topic; every function returns its Figure.
 
+The plots only draw: the numbers they show come from :mod:`hhlib.analysis`, and every figure is
+made by :func:`hhlib.viz._figure.figure`, in one style (docs/DESIGN.md, "Module map").
+
 - :mod:`hhlib.viz.data`: splits and example images.
 - :mod:`hhlib.viz.architecture`: blocks, stages and what was loaded.
 - :mod:`hhlib.viz.training`: the loss and the training curves.

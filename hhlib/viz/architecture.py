@@ -5,8 +5,9 @@ Every plot function returns its matplotlib Figure.
 - :func:`plot_blocks`: the blocks of every level drawn over an image.
 - :func:`plot_blockify`: what :func:`hhlib.model.blockify` does to a map,
   and that :func:`~hhlib.model.deblockify` undoes it.
-- :func:`plot_feature_maps`: channel norms of (C, H, W) maps side by side,
-  e.g. the local and global branches of an interaction module.
+- :func:`plot_feature_maps`: channel norms (:func:`hhlib.analysis.channel_norm`)
+  of (C, H, W) maps side by side, e.g. the local and global branches of an
+  interaction module.
 - :func:`plot_stage_costs`: parameters and FLOPs per stage (rows of
   :func:`hhlib.summary.stage_summary`), for one or several models.
 - :func:`plot_load_report`: loaded vs fresh parameters per group (rows of
@@ -24,13 +25,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from hhlib.analysis import channel_norm
 from hhlib.model import HybridHashConfig, blockify, deblockify
 from hhlib.summary import LoadRow, StageRow
+from hhlib.viz._figure import bare, figure, panel, panels
 
 __all__ = [
     "plot_blocks",
     "plot_blockify",
-    "channel_norm",
     "plot_feature_maps",
     "plot_stage_costs",
     "plot_load_report",
@@ -75,11 +77,7 @@ def plot_blocks(
     """
     picture = _as_image(image)
     size, b = config.img_size, config.block_size
-    if axes is None:
-        fig, axes = plt.subplots(1, config.num_levels, figsize=(3.6 * config.num_levels, 3.8), squeeze=False)
-        axes = axes[0]
-    elif len(axes) != config.num_levels:
-        raise ValueError(f"need {config.num_levels} axes, one per level, got {len(axes)}")
+    fig, axes = panels(axes, config.num_levels, (3.6, 3.8), "one per level")
     for level, ax in enumerate(axes):
         token_px = config.patch_size * 2**level  # a token of level i covers this many pixels
         block_px = b * token_px
@@ -109,15 +107,12 @@ def plot_blocks(
                     )
         ax.set_xlim(0, size)
         ax.set_ylim(size, 0)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        bare(ax)
         ax.set_title(
             f"level {level}: {side * side} block{'s' if side > 1 else ''} of {b}x{b} tokens\n"
             f"token = {token_px}x{token_px} px, block = {block_px}x{block_px} px",
             fontsize=9,
         )
-    fig = axes[0].figure
-    fig.tight_layout()
     return fig
 
 
@@ -145,7 +140,7 @@ def plot_blockify(image: np.ndarray | torch.Tensor, block_size: int) -> Figure:
     num_blocks, tokens = blocks.shape[1:3]
     side = height // block_size
     grey = picture.ndim == 2
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2.2, 1]})
+    fig, (left, middle, right) = figure(3, (13 / 3, 3.6), width_ratios=[1, 2.2, 1])
     left.imshow(picture, cmap="gray" if grey else None, interpolation="nearest")
     for k in range(1, side):
         left.axhline(k * block_size - 0.5, color="tab:red", linewidth=1.5)
@@ -176,24 +171,8 @@ def plot_blockify(image: np.ndarray | torch.Tensor, block_size: int) -> Figure:
     same = bool(torch.equal(back, grid))
     right.set_title(f"deblockify: the map again ({'identical' if same else 'DIFFERENT'})", fontsize=9)
     for ax in (left, right):
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
+        bare(ax)
     return fig
-
-
-def channel_norm(feature_map: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(C, H, W) or (1, C, H, W) -> (H, W): the Euclidean norm over channels at each position."""
-    values = (
-        feature_map.detach().cpu().float().numpy()
-        if isinstance(feature_map, torch.Tensor)
-        else np.asarray(feature_map, dtype=np.float64)
-    )
-    if values.ndim == 4 and values.shape[0] == 1:
-        values = values[0]
-    if values.ndim != 3:
-        raise ValueError(f"expected a (C, H, W) map (or a batch of one), got shape {values.shape}")
-    return np.sqrt((values.astype(np.float64) ** 2).sum(axis=0))
 
 
 def _distinct(value: float, other: float) -> str:
@@ -223,11 +202,7 @@ def plot_feature_maps(
     """
     if not maps:
         raise ValueError("no maps to draw")
-    if axes is None:
-        fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.4), squeeze=False)
-        axes = axes[0]
-    elif len(axes) != len(maps):
-        raise ValueError(f"need {len(maps)} axes, got {len(axes)}")
+    fig, axes = panels(axes, len(maps), (3.2, 3.4), "one per map")
     for ax, (title, feature_map) in zip(axes, maps.items()):
         norm = channel_norm(feature_map)
         shape = tuple(feature_map.shape[-3:])
@@ -238,10 +213,7 @@ def plot_feature_maps(
         low, high = float(norm.min()), float(norm.max())
         colorbar.set_ticks([low, high], labels=[_distinct(low, high), _distinct(high, low)])
         ax.set_title(f"{title}\n{shape}", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig = axes[0].figure
-    fig.tight_layout()
+        bare(ax)
     return fig
 
 
@@ -280,10 +252,9 @@ def plot_stage_costs(
     if not models or not any(models.values()):
         raise ValueError("no stage rows to draw")
     stages = _merged_stage_order(models)
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(stages) * max(1, len(models) / 1.5) + 1.2), sharey=True)
-    elif len(axes) != 2:
-        raise ValueError(f"need 2 axes (parameters, FLOPs), got {len(axes)}")
+    fig, axes = panels(
+        axes, 2, (6, 0.45 * len(stages) * max(1, len(models) / 1.5) + 1.2), "parameters, FLOPs", sharey=True
+    )
     height = 0.8 / len(models)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for m, (name, model_rows) in enumerate(models.items()):
@@ -305,8 +276,6 @@ def plot_stage_costs(
     axes[0].figure.suptitle(totals, fontsize=10)
     if len(models) > 1:
         axes[1].legend(loc="lower right")
-    fig = axes[0].figure
-    fig.tight_layout()
     return fig
 
 
@@ -322,8 +291,7 @@ def plot_load_report(rows: Sequence[LoadRow], ax: Axes | None = None) -> Figure:
     """
     if not rows:
         raise ValueError("no rows to draw")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.2))
+    fig, ax = panel(ax, (9, 0.4 * len(rows) + 1.2))
     loaded = np.array([r.loaded_parameters for r in rows]) / 1e6
     fresh = np.array([r.missing_parameters for r in rows]) / 1e6
     positions = np.arange(len(rows))
@@ -347,6 +315,4 @@ def plot_load_report(rows: Sequence[LoadRow], ax: Axes | None = None) -> Figure:
         else "nothing to load",
         fontsize=10,
     )
-    fig = ax.figure
-    fig.tight_layout()
     return fig

@@ -1,14 +1,15 @@
 """Plots: retrieval protocols, class counts, example images and relevance (notebook 01).
 
-Every plot function returns its matplotlib Figure; those that draw a single
-panel take an optional ``ax``.
+The numbers (rankings, protocol layouts, class counts, relevance) come from :mod:`hhlib.analysis`;
+every plot function returns its matplotlib Figure, and those that draw a single panel take an
+optional ``ax``.
 
 - :func:`plot_ranking`: a ranked database, relevant items marked, and the
   average precision read off it (the mAP preview).
 - :func:`plot_protocol_layout`: how a protocol cuts the pooled dataset into
   query, train and database (and where train and database overlap).
 - :func:`plot_split_counts` / :func:`plot_protocols`: images per class in
-  each part of a split (from :func:`split_class_counts`).
+  each part of a split (from :func:`hhlib.analysis.split_class_counts`).
 - :func:`plot_example_grid`: a few raw images per class of a split.
 - :func:`plot_label_matrix` / :func:`plot_relevance`: multi-label vectors and
   the query x database relevance they define.
@@ -18,31 +19,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from hhlib.data.protocols import PROTOCOLS, Split, class_membership
+from hhlib.analysis import (
+    SPLIT_PARTS,
+    protocol_layout,
+    ranking_table,
+    relevance_matrix,
+    shared_label_counts,
+    split_class_counts,
+)
+from hhlib.data.protocols import Split
+from hhlib.viz._figure import figure, panel, panels
 
 __all__ = [
     "PART_COLORS",
-    "ranking_order",
     "plot_ranking",
-    "protocol_layout",
     "plot_protocol_layout",
-    "split_class_counts",
     "plot_split_counts",
     "plot_protocols",
     "plot_example_grid",
     "plot_label_matrix",
-    "relevance_matrix",
     "plot_relevance",
 ]
 
-PARTS = ("query", "train", "database")
 PART_COLORS = {
     "query": "tab:orange",
     "train": "tab:blue",
@@ -53,22 +58,7 @@ PART_COLORS = {
 RELEVANT_COLOR, IRRELEVANT_COLOR = "tab:green", "lightgrey"
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    return ax.figure, ax
-
-
 # -- the retrieval task ---------------------------------------------------------
-
-
-def ranking_order(distances: np.ndarray) -> np.ndarray:
-    """Database positions by ascending distance, ties broken by position (hhlib's ``ties="index"``)."""
-    distances = np.asarray(distances)
-    if distances.ndim != 1:
-        raise ValueError(f"distances must be one query's (N,) vector, got shape {distances.shape}")
-    return np.argsort(distances, kind="stable")
 
 
 def plot_ranking(
@@ -92,69 +82,33 @@ def plot_ranking(
     Returns:
         The Figure.
     """
-    distances, relevant = np.asarray(distances), np.asarray(relevant, dtype=bool)
-    if relevant.shape != distances.shape:
-        raise ValueError(f"relevant {relevant.shape} and distances {distances.shape} differ in shape")
-    if labels is not None and len(labels) != len(distances):
-        raise ValueError(f"{len(labels)} labels for {len(distances)} items")
-    order = ranking_order(distances)
-    fig, ax = _axes(ax, (max(4.0, (0.95 if labels is not None else 0.7) * len(order)), 2.1))
+    table = ranking_table(distances, relevant)
+    if labels is not None and len(labels) != len(table):
+        raise ValueError(f"{len(labels)} labels for {len(table)} items")
+    fig, ax = panel(ax, (max(4.0, (0.95 if labels is not None else 0.7) * len(table)), 2.1))
     hits = 0
-    precisions = []
-    for rank, item in enumerate(order, start=1):
-        ax.add_patch(Rectangle((rank - 1, 0), 0.9, 0.9, color=RELEVANT_COLOR if relevant[item] else IRRELEVANT_COLOR))
-        ax.text(rank - 0.55, 0.45, str(distances[item]), ha="center", va="center", fontsize=10)
+    for row in table.itertuples():
+        x = row.rank - 0.55
+        ax.add_patch(Rectangle((row.rank - 1, 0), 0.9, 0.9, color=RELEVANT_COLOR if row.relevant else IRRELEVANT_COLOR))
+        ax.text(x, 0.45, str(row.distance), ha="center", va="center", fontsize=10)
         if labels is not None:
-            ax.text(rank - 0.55, 1.0, str(labels[item]), ha="center", va="bottom", fontsize=8)
-        if relevant[item]:
+            ax.text(x, 1.0, str(labels[row.item]), ha="center", va="bottom", fontsize=8)
+        if row.relevant:
             hits += 1
-            precisions.append(hits / rank)
-            ax.text(rank - 0.55, -0.15, f"{hits}/{rank}", ha="center", va="top", fontsize=9)
+            ax.text(x, -0.15, f"{hits}/{row.rank}", ha="center", va="top", fontsize=9)
+    precisions = table["precision"].dropna().tolist()
     ap = float(np.mean(precisions)) if precisions else 0.0
-    ax.set_xlim(-0.2, len(order) + 0.1)
+    ax.set_xlim(-0.2, len(table) + 0.1)
     ax.set_ylim(-0.7, 1.6 if labels is not None else 1.1)
-    ax.set_xticks(np.arange(len(order)) + 0.45, [str(r) for r in range(1, len(order) + 1)])
+    ax.set_xticks(np.arange(len(table)) + 0.45, [str(r) for r in table["rank"]])
     ax.set_xlabel("rank (number in a square: Hamming distance; below: precision at each relevant item)")
     ax.set_yticks([])
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
+    ax.spines["left"].set_visible(False)
     ax.set_title(f"AP = mean({', '.join(f'{p:.2f}' for p in precisions) or '-'}) = {ap:.4f}")
     return fig
 
 
 # -- protocols -----------------------------------------------------------------
-
-
-def protocol_layout(split: Split, pool_size: int) -> dict[str, int]:
-    """How many pooled images fall in each part of a split.
-
-    Args:
-        split: the split.
-        pool_size: images in the pooled dataset the split indexes.
-
-    Returns:
-        Counts for "query", "train" (train images outside the database),
-        "train and database", "database" (database images outside train)
-        and "unused"; they add up to ``pool_size``.
-
-    Raises:
-        ValueError: when an index lies outside the pool or the query
-            overlaps train or database.
-    """
-    largest = max((int(part.max()) for part in (split.query, split.train, split.database) if len(part)), default=-1)
-    if largest >= pool_size:
-        raise ValueError(f"the split indexes image {largest}, beyond a pool of {pool_size}")
-    query, train, database = (np.zeros(pool_size, dtype=bool) for _ in PARTS)
-    query[split.query], train[split.train], database[split.database] = True, True, True
-    if (query & (train | database)).any():
-        raise ValueError("the query set overlaps train or database; not a retrieval protocol")
-    return {
-        "query": int(query.sum()),
-        "train": int((train & ~database).sum()),
-        "train and database": int((train & database).sum()),
-        "database": int((database & ~train).sum()),
-        "unused": int((~query & ~train & ~database).sum()),
-    }
 
 
 def plot_protocol_layout(
@@ -172,7 +126,7 @@ def plot_protocol_layout(
     """
     if not splits:
         raise ValueError("no splits to draw")
-    fig, ax = _axes(ax, (9.0, 0.6 + 0.55 * len(splits)))
+    fig, ax = panel(ax, (9.0, 0.6 + 0.55 * len(splits)))
     names = list(splits)
     for row, name in enumerate(names):
         size = pool_sizes if isinstance(pool_sizes, int) else pool_sizes[name]
@@ -197,21 +151,6 @@ def plot_protocol_layout(
     return fig
 
 
-def split_class_counts(split: Split, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Images of each class in the query, train and database parts of a split.
-
-    Args:
-        split: the split.
-        labels: the (n,) class ids or (n, C) 0/1 matrix it was drawn from.
-
-    Returns:
-        Part name -> (C,) counts; an image with several labels counts once
-        for each of its classes.
-    """
-    member = class_membership(labels, PROTOCOLS[split.protocol].num_classes)
-    return {part: member[getattr(split, part)].sum(axis=0).astype(np.int64) for part in PARTS}
-
-
 def plot_split_counts(
     split: Split, labels: np.ndarray, class_names: Sequence[str] | None = None, axes: Sequence[Axes] | None = None
 ) -> Figure:
@@ -219,7 +158,7 @@ def plot_split_counts(
 
     Args:
         split: the split.
-        labels: the labels it was drawn from (see :func:`split_class_counts`).
+        labels: the labels it was drawn from (see :func:`hhlib.analysis.split_class_counts`).
         class_names: one name per class (the x tick labels).
         axes: three axes to draw in; a new 1 x 3 figure when None.
 
@@ -227,22 +166,17 @@ def plot_split_counts(
         The Figure.
     """
     counts = split_class_counts(split, labels)
-    num_classes = len(counts["query"])
+    num_classes = len(counts)
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names for {num_classes} classes")
-    if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
-    elif len(axes) != 3:
-        raise ValueError(f"axes must hold 3 axes (query, train, database), got {len(axes)}")
-    for ax, part in zip(axes, PARTS):
+    fig, axes = panels(axes, 3, (4, 2.6), "query, train, database")
+    for ax, part in zip(axes, SPLIT_PARTS):
         ax.bar(range(num_classes), counts[part], color=PART_COLORS[part])
         ax.set_title(f"{split.protocol}: {part} ({len(getattr(split, part)):,} images)", fontsize=9)
         ax.set_xticks(range(num_classes), names, rotation=60, ha="right", fontsize=7)
         ax.set_ylim(0, max(1, counts[part].max()) * 1.15)
     axes[0].set_ylabel("images")
-    fig = axes[0].figure
-    fig.tight_layout()
     return fig
 
 
@@ -263,12 +197,11 @@ def plot_protocols(
     """
     if not splits:
         raise ValueError("no splits to draw")
-    fig, grid = plt.subplots(len(splits), 3, figsize=(12, 2.6 * len(splits)), squeeze=False)
+    fig, grid = figure(3, (4, 2.6), rows=len(splits), squeeze=False)
     for row, (name, split) in zip(grid, splits.items()):
         row_labels = labels[name] if isinstance(labels, Mapping) else labels
         names = class_names[name] if isinstance(class_names, Mapping) else class_names
         plot_split_counts(split, row_labels, names, axes=row)
-    fig.tight_layout()
     return fig
 
 
@@ -302,9 +235,8 @@ def plot_example_grid(
     if not classes:
         raise ValueError("no class has an image in this split")
     rng = np.random.default_rng(seed)
-    fig, grid = plt.subplots(
-        len(classes), per_class, figsize=(1.1 * per_class + 1.2, 1.1 * len(classes)), squeeze=False
-    )
+    panel_size = ((1.1 * per_class + 1.2) / per_class, 1.1)  # and room for the class names
+    fig, grid = figure(per_class, panel_size, rows=len(classes), layout=None, squeeze=False)
     for row, c in zip(grid, classes):
         members = np.flatnonzero(labels[:, c])
         picks = np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False))
@@ -323,6 +255,23 @@ def plot_example_grid(
 
 
 # -- multi-label relevance -------------------------------------------------------
+
+
+def _matrix(values: np.ndarray, colours: Sequence[str], ax: Axes, rows: Sequence, columns: Sequence) -> None:
+    """A 0/1 matrix as a two-colour heat map, cells parted by thin lines, one tick label per row and column."""
+    sns.heatmap(
+        values.astype(np.uint8),
+        cmap=ListedColormap(list(colours)),
+        vmin=0,
+        vmax=1,
+        cbar=False,
+        linewidths=0.5,
+        linecolor="lightgrey",
+        xticklabels=[str(c) for c in columns],
+        yticklabels=[str(r) for r in rows],
+        ax=ax,
+    )
+    ax.tick_params(axis="y", rotation=0)
 
 
 def plot_label_matrix(
@@ -346,29 +295,14 @@ def plot_label_matrix(
     if labels.ndim != 2 or labels.shape[1] != len(class_names):
         raise ValueError(f"labels of shape {labels.shape} do not match {len(class_names)} class names")
     used = np.flatnonzero(labels.any(axis=0))
-    fig, ax = _axes(ax, (0.5 * len(used) + 2, 0.3 * len(labels) + 1))
-    ax.imshow(labels[:, used] != 0, cmap=ListedColormap(["white", "tab:purple"]), vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(used)), [class_names[c] for c in used], rotation=60, ha="right")
-    ax.set_yticks(range(len(labels)), item_names if item_names is not None else range(len(labels)))
-    ax.set_xticks(np.arange(len(used) + 1) - 0.5, minor=True)
-    ax.set_yticks(np.arange(len(labels) + 1) - 0.5, minor=True)
-    ax.grid(which="minor", color="lightgrey", linewidth=0.5)
-    ax.tick_params(which="minor", length=0)
+    fig, ax = panel(ax, (0.5 * len(used) + 2, 0.3 * len(labels) + 1))
+    rows = item_names if item_names is not None else range(len(labels))
+    _matrix(labels[:, used] != 0, ["white", "tab:purple"], ax, rows, [class_names[c] for c in used])
+    ax.tick_params(axis="x", rotation=60)
+    for text in ax.get_xticklabels():
+        text.set_horizontalalignment("right")
     ax.set_title(f"label vectors ({len(used)} of {len(class_names)} classes used)", fontsize=10)
     return fig
-
-
-def relevance_matrix(query_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
-    """(Q, N) booleans: True where a query and a database item share at least one class.
-
-    Args:
-        query_labels: (Q, C) 0/1 matrix.
-        db_labels: (N, C) 0/1 matrix.
-    """
-    query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
-    if query_labels.ndim != 2 or db_labels.ndim != 2 or query_labels.shape[1] != db_labels.shape[1]:
-        raise ValueError(f"need (Q, C) and (N, C) label matrices, got {query_labels.shape} and {db_labels.shape}")
-    return (query_labels != 0).astype(np.int64) @ (db_labels != 0).astype(np.int64).T > 0
 
 
 def plot_relevance(
@@ -380,8 +314,9 @@ def plot_relevance(
 ) -> Figure:
     """The query x database relevance matrix that multi-label data defines.
 
-    A cell is filled where query and item share at least one class; the
-    number in it is how many they share (relevance is still just yes / no).
+    A cell is filled where query and item share at least one class
+    (:func:`hhlib.analysis.relevance_matrix`); the number in it is how many
+    they share (relevance is still just yes / no).
 
     Args:
         query_labels: (Q, C) 0/1 matrix.
@@ -392,19 +327,15 @@ def plot_relevance(
     Returns:
         The Figure.
     """
+    shared = shared_label_counts(query_labels, db_labels)  # (Q, N)
     relevant = relevance_matrix(query_labels, db_labels)  # (Q, N)
-    shared = (np.asarray(query_labels) != 0).astype(np.int64) @ (np.asarray(db_labels) != 0).astype(np.int64).T
-    fig, ax = _axes(ax, (0.35 * relevant.shape[1] + 2, 0.35 * relevant.shape[0] + 1.2))
-    ax.imshow(relevant, cmap=ListedColormap([IRRELEVANT_COLOR, RELEVANT_COLOR]), vmin=0, vmax=1, aspect="auto")
+    fig, ax = panel(ax, (0.35 * relevant.shape[1] + 2, 0.35 * relevant.shape[0] + 1.2))
+    rows = query_names if query_names is not None else range(relevant.shape[0])
+    columns = db_names if db_names is not None else range(relevant.shape[1])
+    _matrix(relevant, [IRRELEVANT_COLOR, RELEVANT_COLOR], ax, rows, columns)
     for q, n in zip(*np.nonzero(relevant)):
-        ax.text(n, q, str(shared[q, n]), ha="center", va="center", fontsize=7)
-    ax.set_yticks(range(relevant.shape[0]), query_names if query_names is not None else range(relevant.shape[0]))
-    ax.set_xticks(
-        range(relevant.shape[1]),
-        db_names if db_names is not None else range(relevant.shape[1]),
-        rotation=90,
-        fontsize=7,
-    )
+        ax.text(n + 0.5, q + 0.5, str(shared[q, n]), ha="center", va="center", fontsize=7)
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
     ax.set_ylabel("query")
     ax.set_xlabel("database item")
     ax.set_title(f"relevant pairs: {int(relevant.sum())} of {relevant.size} (number: classes shared)", fontsize=10)

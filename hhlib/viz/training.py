@@ -1,10 +1,11 @@
 """Plots: the weighted likelihood loss and training curves (see hhlib.viz).
 
 - :func:`plot_pair_loss`: the loss of one pair against theta, similar vs dissimilar.
-- :func:`class_balance_weights` and :func:`plot_class_balance_weights`: the
-  weights S / S1 and S / S0 of DESIGN.md section 2.
-- :func:`code_scale_loss` and :func:`plot_code_scale_loss`: the loss as codes
-  shrink to zero, which shows the saddle at 2 log 2.
+- :func:`plot_class_balance_weights`: the class-balance weights S / S1 and
+  S / S0 of :class:`hhlib.losses.WeightedLikelihoodLoss`
+  (:func:`hhlib.analysis.class_balance_weights` counts them for real labels).
+- :func:`plot_code_scale_loss`: the loss as codes shrink to zero
+  (:func:`hhlib.analysis.code_scale_loss`), which shows the saddle at 2 log 2.
 - :func:`plot_training_curves` and :class:`LiveCurves`: loss and mAP per epoch,
   after training or live during it (``on_epoch=LiveCurves()``).
 """
@@ -13,36 +14,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-from hhlib.losses import WeightedLikelihoodLoss, pairwise_likelihood
+from hhlib.analysis import code_scale_loss
+from hhlib.losses import pairwise_likelihood
 from hhlib.train import COLLAPSED_LOSS  # 2 log 2: every code zero, every pair at theta = 0
+from hhlib.viz._figure import STYLE, figure, panel
 
 __all__ = [
-    "PairWeights",
-    "class_balance_weights",
     "plot_pair_loss",
     "plot_class_balance_weights",
-    "code_scale_loss",
     "plot_code_scale_loss",
     "plot_training_curves",
     "LiveCurves",
 ]
 
-
-def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    """The figure of ``ax``, or a new figure with one axes (not registered with pyplot)."""
-    if ax is not None:
-        return ax.figure, ax
-    figure = Figure(figsize=figsize, layout="constrained")
-    return figure, figure.add_subplot()
+# The figures here are not tracked by pyplot: a notebook cell shows the one it returns, once.
+UNTRACKED = {"pyplot": False}
 
 
 # -- the loss of one pair -------------------------------------------------------
@@ -69,7 +64,7 @@ def plot_pair_loss(
     """
     if not theta_max > 0:
         raise ValueError(f"theta_max must be positive, got {theta_max!r}")
-    figure, ax = _figure_and_axes(ax, (6, 3.5))
+    figure, ax = panel(ax, (6, 3.5), **UNTRACKED)
     theta = torch.linspace(-theta_max, theta_max, 401, dtype=torch.float64)  # (401,)
     for similar, label in ((1.0, "similar pair (s = 1)"), (0.0, "dissimilar pair (s = 0)")):
         loss = pairwise_likelihood(theta, torch.full_like(theta, similar))
@@ -96,58 +91,6 @@ def plot_pair_loss(
 # -- class-balance weights ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PairWeights:
-    """The pairs of a batch against the memory bank and their weights.
-
-    Attributes:
-        similar_pairs: S1, pairs that share a class.
-        dissimilar_pairs: S0, the others.
-        positive_weight: S / S1, the weight of each similar pair.
-        negative_weight: S / S0, the weight of each dissimilar pair.
-    """
-
-    similar_pairs: int
-    dissimilar_pairs: int
-    positive_weight: float
-    negative_weight: float
-
-    def __str__(self) -> str:
-        return (
-            f"S1 = {self.similar_pairs:,} similar pairs (weight S/S1 = {self.positive_weight:.3f}), "
-            f"S0 = {self.dissimilar_pairs:,} dissimilar pairs (weight S/S0 = {self.negative_weight:.3f})"
-        )
-
-
-def class_balance_weights(batch_labels: Any, bank_labels: Any) -> PairWeights:
-    """The weights WeightedLikelihoodLoss gives a batch against a memory bank of labels.
-
-    Pairs are similar when their 0/1 label vectors share a class. A bank row
-    of zeros (an image not seen yet) is dissimilar to everything, as in the
-    loss. With no pair of one kind, its weight is S (the loss clamps S1 and
-    S0 at 1).
-
-    Args:
-        batch_labels: (B, C) 0/1 label vectors of the batch.
-        bank_labels: (N, C) 0/1 label vectors of the bank.
-
-    Returns:
-        The :class:`PairWeights`.
-    """
-    batch = np.asarray(batch_labels, dtype=np.float64)
-    bank = np.asarray(bank_labels, dtype=np.float64)
-    if batch.ndim != 2 or bank.ndim != 2 or batch.shape[1] != bank.shape[1] or not batch.size or not bank.size:
-        raise ValueError(
-            f"batch_labels (B, C) and bank_labels (N, C) must be non-empty 0/1 matrices with the "
-            f"same C, got shapes {batch.shape} and {bank.shape}"
-        )
-    similar = batch @ bank.T > 0  # (B, N)
-    total = similar.size
-    positives = int(similar.sum())
-    negatives = total - positives
-    return PairWeights(positives, negatives, total / max(positives, 1), total / max(negatives, 1))
-
-
 def plot_class_balance_weights(
     num_classes: Sequence[int] = tuple(range(2, 101)), marks: Sequence[int] = (10, 100), ax: Axes | None = None
 ) -> Figure:
@@ -169,7 +112,7 @@ def plot_class_balance_weights(
     classes = np.asarray(list(num_classes), dtype=np.float64)
     if classes.ndim != 1 or not len(classes) or np.any(classes < 2):
         raise ValueError(f"num_classes must be a non-empty sequence of values >= 2, got {num_classes!r}")
-    figure, ax = _figure_and_axes(ax, (6, 3.5))
+    figure, ax = panel(ax, (6, 3.5), **UNTRACKED)
     ax.plot(classes, classes, label="S / S1 (similar pairs)")
     ax.plot(classes, classes / (classes - 1), label="S / S0 (dissimilar pairs)")
     for c in marks:
@@ -195,38 +138,6 @@ def plot_class_balance_weights(
 
 
 # -- the saddle at zero -----------------------------------------------------------
-
-
-def code_scale_loss(codes: Any, labels: Any, scales: Sequence[float], alpha: float = 0.5) -> np.ndarray:
-    """The weighted loss of a set of codes shrunk by each factor in ``scales``.
-
-    Every item is both in the batch and in the memory bank, as at the end of
-    an epoch: ``WeightedLikelihoodLoss(t * codes, labels)`` for each t. At
-    t = 0 every code is zero and the loss is 2 log 2 whatever the labels.
-
-    Args:
-        codes: (N, bits) codes, -1/+1 or relaxed.
-        labels: (N, C) 0/1 label vectors.
-        scales: the factors t.
-        alpha: the loss's scale of the inner product.
-
-    Returns:
-        float64 (len(scales),) losses.
-    """
-    u = torch.as_tensor(np.asarray(codes), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    if u.ndim != 2 or y.ndim != 2 or len(u) != len(y) or not len(u):
-        raise ValueError(
-            f"codes (N, bits) and labels (N, C) must be non-empty with the same N, "
-            f"got shapes {tuple(u.shape)} and {tuple(y.shape)}"
-        )
-    index = torch.arange(len(u))
-    losses = []
-    for scale in scales:
-        criterion = WeightedLikelihoodLoss(len(u), y.shape[1], u.shape[1], alpha=alpha)
-        with torch.no_grad():
-            losses.append(float(criterion(float(scale) * u, y, index)))
-    return np.array(losses)
 
 
 def plot_code_scale_loss(
@@ -255,7 +166,7 @@ def plot_code_scale_loss(
     if not codes:
         raise ValueError("codes must name at least one set of codes")
     scales = np.linspace(0.0, 1.0, 21) if scales is None else np.asarray(scales, dtype=np.float64)
-    figure, ax = _figure_and_axes(ax, (6, 3.5))
+    figure, ax = panel(ax, (6, 3.5), **UNTRACKED)
     for name, values in codes.items():
         ax.plot(scales, code_scale_loss(values, labels, scales, alpha), label=name)
     ax.axhline(COLLAPSED_LOSS, color="grey", linestyle="--", linewidth=1, label="2 log 2 (all codes zero)")
@@ -321,8 +232,7 @@ def plot_training_curves(history: Any, axes: tuple[Axes, Axes] | None = None) ->
         the mAP per evaluated epoch.
     """
     if axes is None:
-        figure = Figure(figsize=(10, 3.5), layout="constrained")
-        axes = tuple(figure.subplots(1, 2))
+        _, axes = figure(2, (5, 3.5), **UNTRACKED)
     _draw_curves(history, *axes)
     return axes[0].figure
 
@@ -357,14 +267,15 @@ class LiveCurves:
 
     def __init__(self, title: str | None = None) -> None:
         self.title = title
-        self.figure = Figure(figsize=(10, 3.5), layout="constrained")
-        self._axes = tuple(self.figure.subplots(1, 2))
+        self.figure, axes = figure(2, (5, 3.5), **UNTRACKED)
+        self._axes = tuple(axes)
         self._handle = None
         self.calls = 0
 
     def __call__(self, history: Any) -> None:
-        for ax in self._axes:
-            ax.clear()
+        with matplotlib.rc_context(STYLE):  # clearing resets an axes to the rcParams in force
+            for ax in self._axes:
+                ax.clear()
         _draw_curves(history, *self._axes)
         if self.title:
             self.figure.suptitle(self.title)
