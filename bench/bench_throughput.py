@@ -19,20 +19,22 @@ On a CPU:  ``python bench/bench_throughput.py --preset cpu --device cpu``
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 
 import numpy as np
 import torch
 
-from hhlib import HybridHash, HybridHashConfig
+from hhlib import HybridHash
+from hhlib.checkpoint import write_json
 from hhlib.data.memory import build_splits
 from hhlib.data.registry import DATASETS, RetrievalData
-from hhlib.train import TrainConfig, encode, fit, resolve_device
+from hhlib.presets import PRESETS
+from hhlib.quantize import make_quantizer
+from hhlib.train import AMP_MODES, encode, fit, resolve_device
 
-# The dataset each preset is made for (its augmentation), its native side and channels.
-PRESET_DATASET = {"paper": ("cifar10", 32, 3), "cpu": ("fashion-mnist", 28, 1)}
+# The native side and channels of each preset's dataset, as it is stored before resizing.
+NATIVE = {"cifar10": (32, 3), "fashion-mnist": (28, 1)}
 
 
 def synthetic_data(preset: str, img_size: int, train_images: int, database_images: int) -> RetrievalData:
@@ -41,8 +43,8 @@ def synthetic_data(preset: str, img_size: int, train_images: int, database_image
     The query split holds one image: ``fit`` evaluates once at the end, and
     encoding is timed on the database split.
     """
-    name, native, channels = PRESET_DATASET[preset]
-    info = DATASETS[name]
+    name = PRESETS[preset].dataset
+    (native, channels), info = NATIVE[name], DATASETS[name]
     n = train_images + 1 + database_images
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (n, channels, native, native), dtype=torch.uint8, generator=generator)
@@ -59,7 +61,7 @@ def synthetic_data(preset: str, img_size: int, train_images: int, database_image
         info.num_classes,
         parts,
         img_size,
-        augment=True,
+        augment=PRESETS[preset].augments(name),
         flip=info.flip,
         max_shift=round(info.shift * img_size),
     )
@@ -84,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--preset",
-        choices=("paper", "cpu"),
+        choices=sorted(PRESETS),
         default="paper",
-        help="model and recipe: HybridHashConfig/TrainConfig .paper() or .cpu() (default: paper)",
+        help="model and recipe of hhlib.presets.PRESETS (default: paper)",
     )
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default: auto)")
     parser.add_argument("--bits", type=int, default=64, help="code length (default: 64)")
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="training batch (default: the recipe's)")
     parser.add_argument(
         "--amp",
-        choices=("auto", "bf16", "fp16", "off"),
+        choices=AMP_MODES,
         default="auto",
         help="precision of training and encoding (default: auto, the recipe's)",
     )
@@ -114,12 +116,14 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    model_config = getattr(HybridHashConfig, args.preset)(bits=args.bits)
-    overrides = dict(epochs=args.epochs, eval_every=args.epochs, amp=args.amp, compile=args.compile)
+    preset = PRESETS[args.preset]
+    model_config = preset.model_config(args.bits)
+    overrides = dict(epochs=args.epochs, eval_every=None, amp=args.amp, compile=args.compile)
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
-    config = getattr(TrainConfig, args.preset)(**overrides)
+    config = preset.train_config(**overrides)
     model = HybridHash(model_config)
+    model.quantizer = make_quantizer(preset.quantizer, args.bits)
     c = model_config
     data = synthetic_data(args.preset, c.img_size, args.train_images, args.encode_images)
     name = (
@@ -177,8 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "peak_memory_gib" in result:
         print(f"  peak GPU memory {result['peak_memory_gib']:.1f} GiB")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.json, result)
     return result
 
 

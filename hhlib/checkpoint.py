@@ -102,6 +102,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def _safe_load(path: Path):
     raw = path.read_bytes()
+    if raw[:4] != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(f"{path} is not a torch checkpoint (not a zip archive)")
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
             return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
@@ -113,8 +115,6 @@ def _safe_load(path: Path):
             "it was read with weights_only=True, so nothing in it ran"
         ) from None
     except Exception as error:  # torch raises RuntimeError, EOFError, ValueError... for broken files
-        if raw[:2] != b"PK":
-            raise CheckpointError(f"{path} is not a torch checkpoint (not a zip archive)") from None
         first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is truncated or damaged ({first})") from None
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hhlib.model import binarize
+from hhlib.quantize import binarize
 from hhlib.relevance import relevant
 
 __all__ = ["WeightedLikelihoodLoss", "pairwise_likelihood"]
@@ -39,8 +39,6 @@ class WeightedLikelihoodLoss(nn.Module):
         num_classes: width of the 0/1 label vectors.
         bits: code length.
         alpha: scale of the inner product, ``theta = alpha * u . U``.
-        quantization: weight of DPSH's quantization term, the mean of
-            ``(u - sign(u))^2``; 0 (the paper) leaves it out.
         binary_bank: store ``sign(u)`` (0 counts as +1, as in encoding)
             instead of ``u``. The paper stores ``u``; then a class the model
             is unsure of can sit near zero, where the likelihood costs little
@@ -66,7 +64,6 @@ class WeightedLikelihoodLoss(nn.Module):
         num_classes: int,
         bits: int,
         alpha: float = 0.5,
-        quantization: float = 0.0,
         binary_bank: bool = False,
         smoothing: float = 0.0,
     ) -> None:
@@ -76,12 +73,9 @@ class WeightedLikelihoodLoss(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha!r}")
-        if not quantization >= 0:
-            raise ValueError(f"quantization must be >= 0, got {quantization!r}")
         if not 0 <= smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
         self.alpha = float(alpha)
-        self.quantization = float(quantization)
         self.binary_bank = bool(binary_bank)
         self.smoothing = float(smoothing)
         self.register_buffer("U", torch.zeros(num_train, bits))
@@ -106,10 +100,7 @@ class WeightedLikelihoodLoss(nn.Module):
         negatives = total - positives
         # clamp: a batch with no positive (or no negative) pair has nothing to weigh there
         weight = torch.where(similar > 0, total / positives.clamp(min=1), total / negatives.clamp(min=1))
-        loss = (weight * nll).sum() / total
-        if self.quantization:
-            loss = loss + self.quantization * (u - u.detach().sign()).pow(2).mean()
-        return loss
+        return (weight * nll).sum() / total
 
     def _check(self, u: torch.Tensor, y: torch.Tensor, ind: torch.Tensor) -> None:
         num_train, bits = self.U.shape
@@ -130,5 +121,5 @@ class WeightedLikelihoodLoss(nn.Module):
         num_train, bits = self.U.shape
         return (
             f"num_train={num_train}, num_classes={self.Y.shape[1]}, bits={bits}, alpha={self.alpha}, "
-            f"quantization={self.quantization}, binary_bank={self.binary_bank}, smoothing={self.smoothing}"
+            f"binary_bank={self.binary_bank}, smoothing={self.smoothing}"
         )

@@ -20,15 +20,17 @@ gives identical results at 224 px and makes small CPU models possible.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, Mlp, PatchEmbed, trunc_normal_
+from timm.models.nest import blockify, deblockify  # (B, H, W, C) <-> (B, T, N, C), as in NesT
 from torch import nn
 
-__all__ = ["HybridHashConfig", "HybridHash", "binarize", "binary_codes", "random_rotation"]
+from hhlib.quantize import Quantizer, SignQuantizer
+
+__all__ = ["HybridHashConfig", "HybridHash", "blockify", "deblockify"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,6 @@ class HybridHashConfig:
     mlp_ratio: float = 4.0  # hidden width of the MLP relative to C
     drop_path_rate: float = 0.5  # stochastic depth, rising linearly to this
     layer_norm_eps: float = 1e-6
-    code_rotation: bool = False  # binary codes are sign(u R), R a fixed random rotation (not the paper)
 
     def __post_init__(self) -> None:
         # Lists from JSON or a notebook become tuples, so configs hash and compare.
@@ -122,11 +123,6 @@ class HybridHashConfig:
         Widths 32/64/128 (a quarter of NesT-B's) with one head per 32
         channels: on 2 cores the 64/128/256 variant (3.3 M) took 2.2x longer
         per epoch and learned no better per epoch (docs/cpu_preset.md).
-        Its binary codes are signs of randomly rotated relaxed codes
-        (``code_rotation``, see :meth:`HybridHash.quantize`): with the
-        smoothed targets of ``TrainConfig.cpu`` that took the preset from
-        mAP 0.824 to 0.839-0.845 in two seeds of a proxy run and to 0.837 in
-        the full run (docs/cpu_preset.md section 6).
         """
         defaults = dict(
             img_size=img_size,
@@ -135,63 +131,12 @@ class HybridHashConfig:
             num_heads=(1, 2, 4),
             depths=(1, 1, 2),
             drop_path_rate=0.1,
-            code_rotation=True,
         )
         defaults.update(overrides)
         return cls(bits=bits, **defaults)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def binarize(u: torch.Tensor) -> torch.Tensor:
-    """Signs of relaxed codes, +1 or -1 in ``u``'s dtype; 0 maps to +1.
-
-    The one rule every binary code in hhlib follows (encoding, the search
-    widgets, the loss's binary bank), so that a code means the same everywhere.
-    """
-    return torch.where(u >= 0, 1, -1).to(u.dtype)
-
-
-def random_rotation(n: int, seed: int = 0) -> torch.Tensor:
-    """A fixed (n, n) orthogonal matrix drawn uniformly over rotations.
-
-    The QR decomposition of a Gaussian matrix, with the signs of R's
-    diagonal moved into Q so that the draw is uniform (Haar) and the same
-    on every machine for a given seed.
-    """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    gaussian = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    q, r = torch.linalg.qr(gaussian)
-    return (q * torch.sign(torch.diagonal(r))).float()
-
-
-def binary_codes(model: nn.Module, u: torch.Tensor) -> torch.Tensor:
-    """The binary codes ``model`` gives its relaxed codes ``u`` (B, bits).
-
-    ``model.quantize`` when the model has one (HybridHash, which may rotate
-    before the sign), else the plain signs: the one place where encoding,
-    search and the widgets turn relaxed codes into bits.
-    """
-    quantize = getattr(model, "quantize", None)
-    return quantize(u) if callable(quantize) else binarize(u)
-
-
-def blockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B, T, N, C): cut the map into T square blocks of N tokens."""
-    B, H, W, C = x.shape
-    rows, cols = H // block_size, W // block_size
-    x = x.reshape(B, rows, block_size, cols, block_size, C)
-    return x.transpose(2, 3).reshape(B, rows * cols, block_size * block_size, C)
-
-
-def deblockify(x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """(B, T, N, C) -> (B, H, W, C): the inverse of :func:`blockify`."""
-    B, T, _, C = x.shape
-    rows = math.isqrt(T)
-    x = x.reshape(B, rows, rows, block_size, block_size, C)
-    return x.transpose(2, 3).reshape(B, rows * block_size, rows * block_size, C)
 
 
 class Attention(nn.Module):
@@ -270,13 +215,6 @@ class GlobalAttention(nn.Module):
         tokens = pooled.reshape(B, -1, C) + self.pos_embed  # (B, T, C)
         tokens = self.attn(tokens).transpose(1, 2).reshape(B, C, *grid)
         return F.interpolate(tokens, scale_factor=self.block_size, mode="bilinear", align_corners=False)  # (B, C, H, W)
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class InteractionModule(nn.Module):
@@ -389,8 +327,8 @@ class HybridHash(nn.Module):
         self.levels = nn.Sequential(*levels)
         self.norm = LayerNorm2d(config.embed_dims[-1], eps=config.layer_norm_eps)
         self.hash_head = HashHead(config.embed_dims[-1], config.bits, b, config.interaction_heads)
-        # A buffer, so that checkpoints carry the exact matrix their codes were made with.
-        self.register_buffer("code_rotation", random_rotation(config.bits) if config.code_rotation else None)
+        # How relaxed codes become bits; not part of the network, saved beside it (hhlib.quantize).
+        self.quantizer: Quantizer = SignQuantizer()
         self.apply(_init_weights)
         for level in self.levels:
             trunc_normal_(level.pos_embed, std=0.02)
@@ -410,30 +348,10 @@ class HybridHash(nn.Module):
         """Relaxed codes in (-1, 1), the input of the loss."""
         return self.hash_head(self.forward_features(x))
 
-    def quantize(self, u: torch.Tensor) -> torch.Tensor:
-        """Binary codes in {-1, +1} of relaxed codes ``u`` (B, bits), in ``u``'s dtype.
-
-        The sign of ``u`` (the paper), or with ``config.code_rotation`` the
-        sign of ``u R`` for a fixed random rotation R. Training never sees R:
-        the likelihood scores relaxed codes, and the binary bank holds
-        sign(u). It matters when a model puts all of a class near one corner
-        of the cube, with the images it is unsure of only slightly off it:
-        their signs are the class's code, so a Hamming ranking meets the
-        whole class at one distance. In a random basis each bit is a random
-        hyperplane through the origin (SimHash, Charikar, STOC 2002), so the
-        Hamming distance between two codes estimates the angle between their
-        relaxed codes, and the images the model is less sure of are ranked
-        after the typical ones (docs/cpu_preset.md, section 6).
-        """
-        if self.code_rotation is None:
-            return binarize(u)
-        # in float32 whatever u's dtype (autocast, or a model cast to bfloat16)
-        return binarize(u.float() @ self.code_rotation.float()).to(u.dtype)
-
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Binary codes in {-1, +1} (float; :meth:`quantize` of the relaxed codes)."""
-        return self.quantize(self(x))
+        """Binary codes in {-1, +1} (float): ``self.quantizer`` applied to the relaxed codes."""
+        return self.quantizer(self(x))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

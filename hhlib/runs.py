@@ -17,30 +17,13 @@ from pathlib import Path
 
 import torch
 
-from hhlib.model import HybridHash, HybridHashConfig
-from hhlib.train import TrainConfig, fit, load_model, resolve_device
+from hhlib.checkpoint import write_json
+from hhlib.model import HybridHash
+from hhlib.presets import get_preset
+from hhlib.quantize import make_quantizer
+from hhlib.train import History, fit, load_model, resolve_device
 
-__all__ = ["PRESETS", "preset_configs", "nest_initialiser", "train_run", "load_run", "train_or_load"]
-
-PRESETS = ("cpu", "paper")
-
-
-def preset_configs(preset: str, bits: int, **train_overrides) -> tuple[HybridHashConfig, TrainConfig]:
-    """The model and recipe of a preset at one code length.
-
-    ``cpu``: the 0.83 M-parameter model at 32 px, from scratch, evaluated once
-    at the end (unless ``eval_every`` says otherwise). ``paper``: the paper's
-    224 px model and recipe.
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
-    overrides = {k: v for k, v in train_overrides.items() if v is not None}
-    if preset == "cpu":
-        config = TrainConfig.cpu(**overrides)
-        if "eval_every" not in overrides:
-            config.eval_every = config.epochs
-        return HybridHashConfig.cpu(bits=bits), config
-    return HybridHashConfig.paper(bits=bits), TrainConfig.paper(**overrides)
+__all__ = ["nest_initialiser", "train_run", "load_run", "train_or_load"]
 
 
 def nest_initialiser(
@@ -112,55 +95,47 @@ def train_run(
     Returns:
         The best model and the metrics written to ``metrics.json``.
     """
-    run_dir = Path(run_dir)
-    device = resolve_device(device)
-    start = time.perf_counter()
-    model_config, train_config = preset_configs(preset, bits, seed=seed, **train_overrides)
+    run_dir, device, start = Path(run_dir), resolve_device(device), time.perf_counter()
+    spec = get_preset(preset)
+    model_config, train_config = spec.model_config(bits), spec.train_config(seed=seed, **train_overrides)
     if model_config.img_size != data.img_size:
         raise ValueError(
             f"the {preset} preset takes {model_config.img_size} px images; the data was loaded at {data.img_size} px"
         )
     torch.manual_seed(seed)
     model = HybridHash(model_config)
+    model.quantizer = make_quantizer(spec.quantizer, bits)
     source = pretrained(model) if pretrained is not None else None
     meta = {"dataset": data.name, "preset": preset, **(meta or {})}
-    history = fit(
-        model,
-        data,
-        train_config,
-        out_dir=run_dir,
-        resume=resume,
-        device=device,
-        progress=progress,
-        meta=meta,
-        on_epoch=on_epoch,
-    )
-    best = history.best_eval()
-    epochs = max(1, len(history.epochs))
+    history = fit(model, data, train_config, run_dir, resume, device, progress, meta, on_epoch)
     metrics = {
-        "dataset": data.name,
         "bits": bits,
-        "preset": preset,
+        **run_metrics(data, history, train_config.epochs),
+        "total_seconds": round(time.perf_counter() - start + load_seconds, 1),
+        "device": str(device),
+        "pretrained": source,
+        **meta,
+        "history": history.to_dict(),
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return model, metrics
+
+
+def run_metrics(data, history: History, epochs: int) -> dict:
+    """The headline numbers of a finished run: its best evaluation, its sizes and speeds."""
+    best = history.best_eval()
+    return {
         "map": best["map"],
         "topk": data.topk,
         "precision_radius2": best["precision_radius2"],
         "best_epoch": history.best_epoch,
-        "epochs": train_config.epochs,
+        "epochs": epochs,
         "train_seconds": round(history.train_seconds, 1),
         "encode_seconds": round(best["encode_seconds"], 1),
-        "total_seconds": round(time.perf_counter() - start + load_seconds, 1),
-        "train_images_per_second": round(sum(e["images_per_second"] for e in history.epochs) / epochs, 1),
+        "train_images_per_second": round(sum(e["images_per_second"] for e in history.epochs) / len(history.epochs), 1),
         "encode_images_per_second": round((len(data.query) + len(data.database)) / best["encode_seconds"], 1),
         "sizes": {"train": len(data.train), "query": len(data.query), "database": len(data.database)},
-        "device": str(device),
-        "pretrained": source,
-        **{k: v for k, v in meta.items() if k not in ("dataset", "preset")},
-        "history": history.to_dict(),
     }
-    tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, run_dir / "metrics.json")
-    return model, metrics
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[HybridHash, dict]:

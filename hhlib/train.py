@@ -1,16 +1,12 @@
-"""Training HybridHash: the fit loop, evaluation, checkpoints and resume.
+"""Training: one epoch, one evaluator, and the fit loop that joins them with checkpoints and resume.
 
-The paper's recipe (DESIGN.md section 5) is :meth:`TrainConfig.paper`:
-RMSprop at 2.5e-5 from ImageNet NesT-B, batch 64, mAP every 3 epochs with
-the best model kept, mixed precision on GPU. :meth:`TrainConfig.cpu` is a
-recipe for the small CPU model trained from scratch, which needs a larger,
-warmed-up, clipped learning rate to learn in minutes (see its docstring).
-
-Runs are reproducible and survive a crash: every epoch reseeds its own
-random streams from ``(seed, epoch)``, and a checkpoint written atomically
-after every epoch holds everything needed to continue (model, optimiser,
-scheduler, scaler, the loss's memory bank, history, best model). Resuming
-a killed run gives the same final weights as an uninterrupted one.
+:class:`TrainConfig`'s defaults are the paper's recipe (docs/DESIGN.md,
+"Loss and training"); the presets of :mod:`hhlib.presets` change a few
+fields. Runs are reproducible and survive a crash: every epoch reseeds its
+own random streams from ``(seed, epoch)``, and a checkpoint written
+atomically after every epoch (:mod:`hhlib.checkpoint`) holds everything
+needed to continue, so a resumed run ends with the weights of an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -20,125 +16,86 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+from timm.optim import param_groups_weight_decay
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from hhlib.checkpoint import load_checkpoint, save_checkpoint
 from hhlib.losses import WeightedLikelihoodLoss
-from hhlib.metrics import mean_average_precision, precision_within_radius
-from hhlib.model import HybridHash, HybridHashConfig, binary_codes
+from hhlib.metrics import retrieval_scores
+from hhlib.model import HybridHash, HybridHashConfig
+from hhlib.quantize import Quantizer
 
 __all__ = [
     "TrainConfig",
     "History",
     "NonFiniteLossError",
+    "AMP_MODES",
     "fit",
+    "train_one_epoch",
     "encode",
     "encode_batch_size",
     "evaluate",
-    "save_checkpoint",
-    "load_checkpoint",
     "load_model",
+    "resolve_device",
 ]
 
-CHECKPOINT_FORMAT = 1
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+OPTIMIZERS = ("rmsprop", "adamw")
+SCHEDULES = ("constant", "cosine")
 # The loss when every code is zero: all pairs at theta = 0, positives and negatives weighted equally.
 COLLAPSED_LOSS = 2 * math.log(2)
 
 
+def _field(default, help: str, choices: tuple | None = None):
+    """A TrainConfig field whose help (and choices) the command line shows."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def check_amp(amp: str) -> str:
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    return amp
+
+
 @dataclass
 class TrainConfig:
-    """How to train. Defaults are the paper's recipe on GPU."""
+    """How to train. The defaults are the paper's recipe (RMSprop 2.5e-5, batch 64, mAP every 3 epochs)."""
 
-    epochs: int = 15
-    batch_size: int = 64
-    optimizer: str = "rmsprop"  # "rmsprop" (paper) or "adamw"
-    lr: float = 2.5e-5  # peak learning rate
-    weight_decay: float = 1e-5  # not applied to biases, norms and position embeddings
-    schedule: str = "constant"  # "constant" or "cosine" (linear warm-up, then cosine to 0)
-    warmup_epochs: float = 0.0
-    grad_clip: float | None = None  # max global gradient norm
-    ema_decay: float | None = None  # evaluate an exponential moving average of the weights
-    alpha: float = 0.5  # theta = alpha * u . U in the loss
-    quantization: float = 0.0  # weight of the (u - sign u)^2 term; 0 is the paper's loss
-    binary_bank: bool = False  # the loss's memory bank holds sign(u), not u (the paper)
-    smoothing: float = 0.0  # pairwise targets 1 - s/2 and s/2 instead of 1 and 0 (the paper)
-    eval_every: int = 3  # epochs between mAP evaluations (the last epoch is always evaluated)
-    amp: str = "auto"  # "auto" (bf16 or fp16 on CUDA, off on CPU), "bf16", "fp16" (CUDA only) or "off"
-    channels_last: bool = True  # on CUDA only
-    compile: bool = False  # torch.compile the model (CUDA; slow to start)
-    num_workers: int | None = None  # data loader workers; None: 0 on CPU, up to 8 on CUDA
-    eval_batch_size: int | None = None  # images encoded at a time; None: 64 on a CPU, 256 on CUDA
-    seed: int = 0
-
-    @classmethod
-    def paper(cls, **overrides) -> TrainConfig:
-        """The paper's recipe: RMSprop 2.5e-5, wd 1e-5, batch 64, 15 epochs, mAP every 3."""
-        return cls(**overrides)
-
-    @classmethod
-    def cpu(cls, **overrides) -> TrainConfig:
-        """From scratch on a 2-core CPU in about twelve minutes (HybridHashConfig.cpu, 32 px).
-
-        AdamW with a linear warm-up and a cosine decay: from scratch the hybrid
-        model is sensitive to the learning rate (at a peak of 2e-3 the codes
-        collapsed to zero within five epochs, here as in DESIGN.md section 7),
-        so the peak stays at 1e-3, reached after a warm-up, and gradients are
-        clipped. Batch 32 (twice the updates per epoch of 64 for 9% more
-        compute) and alpha 1.0 (twice the gradient of the likelihood at the
-        same codes) learn faster: in 20-epoch runs on a 10,000-image database
-        they took mAP from 0.699 (batch 64, alpha 0.5) to 0.740; alpha 0.25
-        and 0.1 gave 0.742 and 0.715. How much the data are augmented is set
-        by the dataset (Fashion-MNIST: shifts of up to 2 px and flips), and
-        matters more than any of these. The loss's memory bank holds the signs
-        of the codes (``binary_bank``): with the paper's relaxed bank, the
-        classes the model confuses (shirts, T-shirts, pullovers, coats) kept
-        codes near zero whose signs were noise. The binary bank took mAP
-        from 0.758 to 0.805 in 20-epoch runs, and the full 60-epoch run from
-        0.814 to 0.824. The pairwise targets are smoothed to 0.015 / 0.985
-        (``smoothing=0.03``): the codes then stay off tanh's flat ends, so
-        the randomly rotated signs of ``HybridHashConfig.cpu`` can rank the
-        images the model is less sure of after the typical ones (the full
-        run: 0.8236 to 0.8373; alone, smoothing or the rotation gained
-        less). An exponential average of the weights (decay 0.998) is what
-        gets evaluated. Mid-run evaluation would cost as much as
-        several epochs (encoding 65,000 images), so the model is evaluated
-        once, at the end.
-        """
-        defaults = dict(
-            epochs=60,
-            batch_size=32,
-            optimizer="adamw",
-            lr=1e-3,
-            alpha=1.0,
-            weight_decay=0.05,
-            schedule="cosine",
-            warmup_epochs=2.0,
-            grad_clip=1.0,
-            ema_decay=0.998,
-            binary_bank=True,
-            smoothing=0.03,
-            eval_every=60,  # once, at the end
-        )
-        defaults.update(overrides)
-        return cls(**defaults)
+    epochs: int = _field(15, "epochs to train")
+    batch_size: int = _field(64, "training batch size")
+    optimizer: str = _field("rmsprop", "the optimiser", OPTIMIZERS)
+    lr: float = _field(2.5e-5, "peak learning rate")
+    weight_decay: float = _field(1e-5, "weight decay, not applied to biases, norms and position embeddings")
+    schedule: str = _field("constant", "learning rate after the warm-up: constant, or a cosine to 0", SCHEDULES)
+    warmup_epochs: float = _field(0.0, "epochs of linear warm-up")
+    grad_clip: float | None = _field(None, "largest global gradient norm (none: no clipping)")
+    ema_decay: float | None = _field(None, "evaluate an exponential moving average of the weights with this decay")
+    alpha: float = _field(0.5, "theta = alpha * u . U in the loss")
+    binary_bank: bool = _field(False, "the loss's memory bank holds sign(u), not u (the paper)")
+    smoothing: float = _field(0.0, "pairwise targets 1 - s/2 and s/2 instead of 1 and 0 (the paper)")
+    eval_every: int | None = _field(3, "epochs between mAP evaluations (none: only after the last epoch)")
+    amp: str = _field("auto", "mixed precision: auto is bf16 or fp16 on CUDA, off on a CPU", AMP_MODES)
+    channels_last: bool = _field(True, "channels-last memory format (CUDA only)")
+    compile: bool = _field(False, "torch.compile the model (CUDA; slow to start)")
+    num_workers: int | None = _field(None, "data loader workers (none: 0 on a CPU, up to 8 on CUDA)")
+    eval_batch_size: int | None = _field(None, "images encoded at a time (none: 64 on a CPU, 256 on CUDA)")
+    seed: int = _field(0, "seed of initialisation, shuffling and augmentation")
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("rmsprop", "adamw"):
-            raise ValueError(f"optimizer must be 'rmsprop' or 'adamw', got {self.optimizer!r}")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        check_amp(self.amp)
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -146,6 +103,15 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the model is evaluated after ``epoch`` (always after the last)."""
+        return epoch == self.epochs or (self.eval_every is not None and epoch % self.eval_every == 0)
+
+    @classmethod
+    def help(cls) -> dict[str, dict]:
+        """Each field's type, default, help and choices: what the command line is made from."""
+        return {f.name: {"type": f.type, "default": f.default, **f.metadata} for f in fields(cls)}
 
 
 @dataclass
@@ -190,9 +156,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}")
-    if amp == "off":
+    if check_amp(amp) == "off":
         return None
     if device.type != "cuda":
         # "auto" stays float32 on a CPU: training in bfloat16 was 1.3x slower
@@ -275,7 +239,7 @@ def encode(
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, dtype):
             u = model(images)
-        codes.append(binary_codes(model, u).to(torch.int8).cpu())
+        codes.append(model.quantizer(u).to(torch.int8).cpu())
     model.train(was_training)
     return torch.cat(codes).numpy()
 
@@ -288,23 +252,27 @@ def evaluate(
     batch_size: int | None = None,
     amp: str = "auto",
     num_workers: int | None = None,
+    ks: Sequence[int] = (1, 10, 100, 1000),
 ) -> dict:
-    """mAP at the dataset's top K and precision within Hamming radius 2, query vs database.
+    """Encode the query and database splits of ``data`` and score them: the one evaluator of hhlib.
 
-    ``data`` is a :func:`hhlib.data.get_dataset` result. Ties in Hamming
-    distance are broken by database index (see :mod:`hhlib.metrics`).
+    mAP at the dataset's top K (ties by database index, and expected over
+    ties), precision within Hamming radius 2 and precision at each of ``ks``
+    that the database holds, all from one count of the distances (:func:`hhlib.metrics.retrieval_scores`).
     """
     start = time.perf_counter()
     kw = dict(batch_size=batch_size, device=device, progress=progress, amp=amp, num_workers=num_workers)
     query = encode(model, data.query, desc="encode query", **kw)
     database = encode(model, data.database, desc="encode database", **kw)
     encode_seconds = time.perf_counter() - start
+    ks = [k for k in ks if k <= len(database)] or [len(database)]
+    scores = retrieval_scores(query, database, data.query.labels, data.database.labels, topk=data.topk, ks=ks)
     return {
-        "map": float(mean_average_precision(query, database, data.query.labels, data.database.labels, topk=data.topk)),
+        "map": float(scores.map_index),
+        "map_expected": float(scores.map_expected),
         "topk": data.topk,
-        "precision_radius2": float(
-            precision_within_radius(query, database, data.query.labels, data.database.labels, radius=2)
-        ),
+        "precision_radius2": float(scores.precision_radius2),
+        "precision_at_k": {str(k): float(p) for k, p in zip(scores.ks, scores.precision_at)},
         "encode_seconds": encode_seconds,
         "seconds": time.perf_counter() - start,
     }
@@ -313,42 +281,18 @@ def evaluate(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` atomically: a crash mid-write never leaves a broken checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an hhlib checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
-
-
 def load_model(path: str | os.PathLike, best: bool = True) -> tuple[HybridHash, dict]:
-    """A HybridHash from a checkpoint (its best weights unless ``best=False``) and the checkpoint."""
+    """A HybridHash and its quantiser from a checkpoint (its best weights unless ``best=False``), and the checkpoint."""
     state = load_checkpoint(path)
-    model = HybridHash(HybridHashConfig(**state["model_config"]))
-    weights = state["best"]["model"] if best and state.get("best") else state["model"]
-    model.load_state_dict(weights)
+    try:
+        model = HybridHash(HybridHashConfig(**state["model_config"]))
+        weights = state["best"]["model"] if best and state.get("best") else state["model"]
+        model.load_state_dict(weights)
+        model.quantizer = Quantizer.from_state(state["quantizer"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is not a HybridHash checkpoint this hhlib can load ({first})") from None
     return model.eval(), state
-
-
-def _rng_state() -> dict:
-    """For inspection: resuming does not need it, since each epoch reseeds from (seed, epoch)."""
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
 
 
 def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
@@ -364,36 +308,204 @@ def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(epoch_seed)
 
 
-# --------------------------------------------------------------------------- fit
+# --------------------------------------------------------------------------- the training state
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    # Biases, norms and position embeddings get no weight decay, as in timm.
-    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """No weight decay on biases, norms and position embeddings (timm's parameter groups)."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    groups = param_groups_weight_decay(model, config.weight_decay, no_weight_decay_list=skip)
     if config.optimizer == "adamw":
         # fused: one kernel for all parameters instead of a loop over ~80 small tensors
-        # (a tenth of a CPU training step of the small preset).
         return torch.optim.AdamW(groups, lr=config.lr, fused=True)
     return torch.optim.RMSprop(groups, lr=config.lr)
 
 
 def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    total = config.epochs * steps_per_epoch
+    """A per-step schedule: a linear warm-up to the peak, then constant or a cosine to 0."""
+    sched = torch.optim.lr_scheduler
     warmup = int(config.warmup_epochs * steps_per_epoch)
+    after_warmup = max(1, config.epochs * steps_per_epoch - warmup)
+    if config.schedule == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=after_warmup)
+    else:
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if warmup == 0:
+        return main
+    ramp = sched.LinearLR(optimizer, start_factor=1 / warmup, total_iters=max(1, warmup - 1))
+    return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if config.schedule == "constant":
-            return 1.0
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+@dataclass
+class TrainState:
+    """Everything a run changes while it trains, and what its checkpoint holds."""
+
+    model: HybridHash
+    config: TrainConfig
+    device: torch.device
+    criterion: WeightedLikelihoodLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEmaV3 | None
+    history: History = field(default_factory=History)
+    best: dict | None = None  # {"epoch", "map", "model"}: the best evaluated weights
+    forward: nn.Module | None = None  # the model as the batches see it (compiled with config.compile)
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = torch.compile(self.model) if self.config.compile else self.model
+
+    @classmethod
+    def start(cls, model: HybridHash, data, config: TrainConfig, device: torch.device) -> TrainState:
+        model.to(device)
+        if device.type == "cuda" and config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        criterion = WeightedLikelihoodLoss(
+            len(data.train), data.num_classes, model.config.bits, config.alpha, config.binary_bank, config.smoothing
+        ).to(device)
+        optimizer = _optimizer(model, config)
+        scheduler = _schedule(optimizer, config, math.ceil(len(data.train) / config.batch_size))
+        scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(config.amp, device) == torch.float16)
+        # The average starts as a copy and warms up, so early evaluations are meaningful.
+        ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
+        return cls(model, config, device, criterion, optimizer, scheduler, scaler, ema)
+
+    @property
+    def evaluated(self) -> HybridHash:
+        """The weights that are evaluated and kept: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def keep_if_best(self, epoch: int, result: dict) -> None:
+        self.history.evals.append({"epoch": epoch, **result})
+        if self.history.best_map is None or result["map"] > self.history.best_map:
+            self.history.best_epoch, self.history.best_map = epoch, result["map"]
+            weights = {k: v.detach().cpu().clone() for k, v in self.evaluated.state_dict().items()}
+            self.best = {"epoch": epoch, "map": result["map"], "model": weights}
+
+    def state_dict(self, epoch: int, meta: dict) -> dict:
+        """The checkpoint after ``epoch`` (docs/DESIGN.md, "Run folders and checkpoints")."""
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "quantizer": self.model.quantizer.to_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "loss": self.criterion.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "model_config": self.model.config.to_dict(),
+            "train_config": asdict(self.config),
+            "history": self.history.to_dict(),
+            "best": self.best,
+            **meta,
+        }
+
+    def load_state_dict(self, state: dict, meta: dict) -> int:
+        """Continue from a checkpoint of the same run; returns the epoch to start from."""
+        _check_resumable(state, self.model, self.config, meta)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.criterion.load_state_dict(state["loss"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        self.history, self.best = History(**state["history"]), state["best"]
+        return state["epoch"] + 1
+
+
+def _check_resumable(state: dict, model: HybridHash, config: TrainConfig, meta: dict) -> None:
+    """Refuse to continue a run with another model, quantiser, recipe or data."""
+    differences = []
+    if state["model_config"] != model.config.to_dict():
+        differences.append("model configuration")
+    if state["quantizer"]["kind"] != model.quantizer.kind:
+        differences.append(f"quantizer ({state['quantizer']['kind']} in the checkpoint, {model.quantizer.kind} now)")
+    free = ("num_workers", "eval_batch_size", "compile")  # free to change on resume
+    current = {k: v for k, v in asdict(config).items() if k not in free}
+    # A field the checkpoint lacks was added later; its default is how that run trained.
+    saved = {k: v for k, v in {**asdict(TrainConfig()), **state["train_config"]}.items() if k in current}
+    if saved != current:
+        changed = sorted(k for k in current if saved[k] != current[k])
+        differences.append(f"training configuration ({', '.join(changed)})")
+    for key, value in meta.items():
+        if key in state and state[key] != value:
+            differences.append(f"{key} ({state[key]!r} in the checkpoint, {value!r} now)")
+    if differences:
+        raise ValueError(
+            "cannot resume: the checkpoint was made with another "
+            + ", ".join(differences)
+            + "; use another --out folder or drop --resume"
+        )
+
+
+# --------------------------------------------------------------------------- one epoch, and fit
+
+
+def train_one_epoch(
+    state: TrainState, dataset: Dataset, epoch: int, progress: bool = True, checkpoint: Path | None = None
+) -> dict:
+    """One pass over ``dataset``; returns the epoch's record (loss, seconds, images per second, lr).
+
+    Raises :class:`NonFiniteLossError` naming the epoch, the batch and the last good ``checkpoint``.
+    """
+    config, device, model = state.config, state.device, state.model
+    amp_dtype = _amp_dtype(config.amp, device)
+    loader = _loader(dataset, config.batch_size, device, config.num_workers, True, _seed_epoch(config.seed, epoch))
+    model.train()
+    start, total_loss, seen = time.perf_counter(), 0.0, 0
+    batches = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
+    for batch, (images, labels, index) in enumerate(batches, 1):
+        images = images.to(device, non_blocking=True)
+        if device.type == "cuda" and config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels, index = labels.to(device, non_blocking=True), index.to(device, non_blocking=True)
+        with _autocast(device, amp_dtype):
+            u = state.forward(images)
+        loss = state.criterion(u.float(), labels, index)
+        if not torch.isfinite(loss):
+            where = f" ({checkpoint} holds epoch {epoch - 1})" if checkpoint and epoch > 1 else ""
+            raise NonFiniteLossError(
+                f"the loss became {loss.item()} at epoch {epoch}, batch {batch}; training stopped{where}. "
+                "Lower the learning rate or clip gradients (TrainConfig.grad_clip)."
+            )
+        _step(state, loss)
+        total_loss += loss.item() * len(images)
+        seen += len(images)
+        batches.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+    seconds = time.perf_counter() - start
+    lr = state.optimizer.param_groups[0]["lr"]
+    return {
+        "epoch": epoch,
+        "loss": total_loss / seen,
+        "seconds": seconds,
+        "images_per_second": seen / seconds,
+        "lr": lr,
+    }
+
+
+def _step(state: TrainState, loss: torch.Tensor) -> None:
+    """Backward, clip, optimiser and schedule step, moving average."""
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if state.config.grad_clip:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), state.config.grad_clip, foreach=True)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update(state.model, step=state.scheduler.last_epoch)
+
+
+def _warn_if_collapsed(record: dict) -> None:
+    if record["epoch"] > 1 and abs(record["loss"] - COLLAPSED_LOSS) < 2e-3:
+        warnings.warn(
+            f"epoch {record['epoch']}: the loss sits at 2 log 2 = {COLLAPSED_LOSS:.4f}, where all codes are zero "
+            "(collapsed, or not yet learning). From scratch, lower the learning rate or train longer.",
+            stacklevel=3,
+        )
 
 
 def fit(
@@ -407,200 +519,41 @@ def fit(
     meta: dict | None = None,
     on_epoch: Callable[[History], None] | None = None,
 ) -> History:
-    """Train ``model`` on ``data`` (a :func:`hhlib.data.get_dataset` result).
+    """Train ``model`` in place on ``data`` (a :func:`hhlib.data.get_dataset` result); return the :class:`History`.
 
-    Args:
-        model: the HybridHash to train, in place. At the end it holds the
-            weights of the best evaluation (the averaged weights when
-            ``config.ema_decay`` is set).
-        data: train, query and database splits with their protocol facts.
-        config: the recipe; :meth:`TrainConfig.paper` by default.
-        out_dir: where ``checkpoint.pt`` is written after every epoch
-            (atomically); None keeps everything in memory.
-        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
-        device: "cpu", "cuda", a torch.device, or None for the best available.
-        progress: show tqdm bars.
-        meta: extra facts stored in the checkpoint (dataset name, split seed...).
-        on_epoch: called with the history after every epoch (live plots, logs).
-
-    Returns:
-        The :class:`History`: loss, seconds and images per second per epoch,
-        mAP per evaluation, the best epoch.
-
-    Raises:
-        NonFiniteLossError: the loss became NaN or infinite; the message names
-            the epoch and batch, and the last good checkpoint stays on disk.
+    ``config`` defaults to the paper's recipe. With ``out_dir``, ``checkpoint.pt`` is written there
+    after every epoch and ``resume`` continues from it. ``meta`` (dataset, split seed...) is stored in
+    the checkpoint; ``on_epoch(history)`` is called after every epoch. The model ends with the weights
+    of its best evaluation (the moving average's when ``config.ema_decay`` is set).
     """
-    config = config or TrainConfig.paper()
-    device = resolve_device(device)
-    checkpoint_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    model.to(device)
-    if device.type == "cuda" and config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    criterion = WeightedLikelihoodLoss(
-        len(data.train),
-        data.num_classes,
-        model.config.bits,
-        config.alpha,
-        config.quantization,
-        config.binary_bank,
-        config.smoothing,
-    ).to(device)
-    loader_steps = math.ceil(len(data.train) / config.batch_size)
-    optimizer = _optimizer(model, config)
-    scheduler = _schedule(optimizer, config, loader_steps)
-    amp_dtype = _amp_dtype(config.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    # The average starts as a copy and warms up, so early evaluations are meaningful.
-    ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
-    evaluated = ema.module if ema is not None else model  # the weights that are evaluated and kept
-    history, best, start_epoch = History(), None, 1
+    config = config or TrainConfig()
+    state = TrainState.start(model, data, config, resolve_device(device))
+    path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     meta = {"dataset": getattr(data, "name", None), **(meta or {})}
-
-    if resume and checkpoint_path is not None and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        _check_resumable(state, model, config, meta)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        criterion.load_state_dict(state["loss"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        history = History(**state["history"])
-        best = state["best"]
-        start_epoch = state["epoch"] + 1
+    first = 1
+    if resume and path is not None and path.is_file():
+        first = state.load_state_dict(load_checkpoint(path), meta)
         if progress:
-            tqdm.write(f"resuming from {checkpoint_path} after epoch {state['epoch']}")
-
-    step_model = torch.compile(model) if config.compile else model
-
-    def checkpoint(epoch: int) -> None:
-        if checkpoint_path is None:
-            return
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "loss": criterion.state_dict(),
-                "ema": ema.module.state_dict() if ema is not None else None,
-                "rng": _rng_state(),
-                "model_config": model.config.to_dict(),
-                "train_config": asdict(config),
-                "history": history.to_dict(),
-                "best": best,
-                **meta,
-            },
-        )
-
+            tqdm.write(f"resuming from {path} after epoch {first - 1}")
     epochs = tqdm(
-        range(start_epoch, config.epochs + 1),
-        desc="epochs",
-        disable=not progress,
-        initial=start_epoch - 1,
-        total=config.epochs,
+        range(first, config.epochs + 1), "epochs", disable=not progress, initial=first - 1, total=config.epochs
     )
     for epoch in epochs:
-        generator = _seed_epoch(config.seed, epoch)
-        loader = _loader(data.train, config.batch_size, device, config.num_workers, shuffle=True, generator=generator)
-        model.train()
-        start, total_loss, seen = time.perf_counter(), 0.0, 0
-        batches = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for batch, (images, labels, index) in enumerate(batches, 1):
-            images = images.to(device, non_blocking=True)
-            if device.type == "cuda" and config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels, index = labels.to(device, non_blocking=True), index.to(device, non_blocking=True)
-            with _autocast(device, amp_dtype):
-                u = step_model(images)
-            loss = criterion(u.float(), labels, index)
-            if not torch.isfinite(loss):
-                where = f" ({checkpoint_path} holds epoch {epoch - 1})" if checkpoint_path and epoch > 1 else ""
-                raise NonFiniteLossError(
-                    f"the loss became {loss.item()} at epoch {epoch}, batch {batch}; training stopped"
-                    f"{where}. Lower the learning rate or clip gradients (TrainConfig.grad_clip)."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model, step=scheduler.last_epoch)
-            total_loss += loss.item() * len(images)
-            seen += len(images)
-            batches.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
-        seconds = time.perf_counter() - start
-        history.epochs.append(
-            {
-                "epoch": epoch,
-                "loss": total_loss / seen,
-                "seconds": seconds,
-                "images_per_second": seen / seconds,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-        )
-        postfix = {"loss": f"{total_loss / seen:.4f}"}
-        if epoch > 1 and abs(total_loss / seen - COLLAPSED_LOSS) < 2e-3:
-            warnings.warn(
-                f"epoch {epoch}: the loss sits at 2 log 2 = {COLLAPSED_LOSS:.4f}, where all codes are zero "
-                "(collapsed, or not yet learning). From scratch, lower the learning rate or train longer.",
-                stacklevel=2,
-            )
-
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
+        record = train_one_epoch(state, data.train, epoch, progress, checkpoint=path)
+        state.history.epochs.append(record)
+        _warn_if_collapsed(record)
+        postfix = {"loss": f"{record['loss']:.4f}"}
+        if config.evaluates_after(epoch):
             result = evaluate(
-                evaluated,
-                data,
-                device=device,
-                progress=progress,
-                batch_size=config.eval_batch_size,
-                num_workers=config.num_workers,
+                state.evaluated, data, state.device, progress, config.eval_batch_size, num_workers=config.num_workers
             )
-            history.evals.append({"epoch": epoch, **result})
-            if history.best_map is None or result["map"] > history.best_map:
-                history.best_epoch, history.best_map = epoch, result["map"]
-                best = {
-                    "epoch": epoch,
-                    "map": result["map"],
-                    "model": {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()},
-                }
+            state.keep_if_best(epoch, result)
             postfix["mAP"] = f"{result['map']:.4f}"
         epochs.set_postfix(postfix)
-        checkpoint(epoch)
+        if path is not None:
+            save_checkpoint(path, state.state_dict(epoch, meta))
         if on_epoch is not None:
-            on_epoch(history)
-
-    if best is not None:
-        model.load_state_dict(best["model"])
-    return history
-
-
-def _check_resumable(state: dict, model: HybridHash, config: TrainConfig, meta: dict) -> None:
-    """Refuse to continue a run with another model, recipe or data."""
-    differences = []
-    if state["model_config"] != model.config.to_dict():
-        differences.append("model configuration")
-    # A field the checkpoint lacks was added later; its default is how that run trained.
-    saved = {**asdict(TrainConfig()), **state["train_config"]}
-    current = asdict(config)
-    for key in ("num_workers", "eval_batch_size", "compile"):  # free to change on resume
-        saved.pop(key, None), current.pop(key, None)
-    if saved != current:
-        differences.append("training configuration")
-    for key, value in meta.items():
-        if key in state and state[key] != value:
-            differences.append(f"{key} ({state[key]!r} in the checkpoint, {value!r} now)")
-    if differences:
-        raise ValueError(
-            "cannot resume: the checkpoint was made with another "
-            + ", ".join(differences)
-            + "; use another --out folder or drop --resume"
-        )
+            on_epoch(state.history)
+    if state.best is not None:
+        model.load_state_dict(state.best["model"])
+    return state.history

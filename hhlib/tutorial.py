@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from hhlib.data import get_dataset
+from hhlib.presets import get_preset
 from hhlib.runs import nest_initialiser, train_or_load
 from hhlib.train import resolve_device
 
@@ -79,10 +80,11 @@ class Tutorial:
 
     @property
     def img_size(self) -> int:
-        return 32 if self.preset == "cpu" else 224
+        return get_preset(self.preset).img_size
 
-    def data(self, augment: bool = True, **kwargs):
-        """The tutorial's dataset at the preset's image size (see :func:`hhlib.data.get_dataset`)."""
+    def data(self, augment: bool | None = None, **kwargs):
+        """The tutorial's dataset at the preset's image size, augmented as the preset says (None)."""
+        augment = get_preset(self.preset).augments(self.dataset) if augment is None else augment
         kwargs = {"img_size": self.img_size, "limit": self.limit, "augment": augment, **kwargs}
         return get_dataset(self.dataset, **kwargs)
 
@@ -126,7 +128,8 @@ class Tutorial:
         Returns ``(model, metrics)`` with the model in eval mode on ``device``.
         """
         data = data if data is not None else self.data()
-        overrides.setdefault("epochs", self.epochs)
+        if self.epochs is not None:
+            overrides.setdefault("epochs", self.epochs)
         model, metrics = train_or_load(
             data,
             bits,
@@ -137,7 +140,7 @@ class Tutorial:
             seed=self.seed,
             on_epoch=on_epoch,
             meta={"split_seed": 0, "limit": self.limit},
-            pretrained=nest_initialiser(pretrained) if self.preset == "paper" else None,
+            pretrained=nest_initialiser(pretrained) if get_preset(self.preset).initialisation == "nest" else None,
             **overrides,
         )
         return model.to(self.device).eval(), metrics

@@ -111,8 +111,7 @@ def _load_renamed(
     unused: re.Pattern,
 ) -> LoadReport:
     """Copy every source tensor that has a hhlib name into ``model``; check all shapes first."""
-    # code_rotation is fixed at construction, not learnt: no source has it to give
-    target = {n: t for n, t in model.state_dict().items() if n != "code_rotation"}
+    target = model.state_dict()
     report, values, wrong = LoadReport(), {}, []
     for name, tensor in state_dict.items():
         new = rename(name)

@@ -2,15 +2,18 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from hhlib.__main__ import main
 from hhlib.data import get_dataset
 
-HAS_FASHION = Path("/usr/share/datasets/fashion-mnist").is_dir() or bool(os.environ.get("HH_DATA"))
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(capsys, *argv):
@@ -19,14 +22,13 @@ def run(capsys, *argv):
     return code, out, err
 
 
-@pytest.mark.skipif(not HAS_FASHION, reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
 def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = run(
         capsys,
         "train",
         "--dataset",
-        "fashion-mnist",
+        "digits",
         "--limit",
         "256",
         "--bits",
@@ -41,7 +43,7 @@ def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     assert code == 0, stdout
     for bits in (8, 16):
         metrics = json.loads((out / f"bits{bits}" / "metrics.json").read_text())
-        assert metrics["bits"] == bits and metrics["dataset"] == "fashion-mnist" and metrics["epochs"] == 1
+        assert metrics["bits"] == bits and metrics["dataset"] == "digits" and metrics["epochs"] == 1
         for key in ("map", "precision_radius2", "train_seconds", "total_seconds"):
             assert isinstance(metrics[key], float) and metrics[key] >= 0
         assert (out / f"bits{bits}" / "checkpoint.pt").is_file()
@@ -79,7 +81,7 @@ def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     assert code == 0 and "256 codes of 16 bits" in stdout
 
     # a database image, saved as a file, finds itself at distance 0
-    data = get_dataset("fashion-mnist", limit=256)
+    data = get_dataset("digits", limit=256)
     image_file = tmp_path / "query.png"
     Image.fromarray(data.database.raw_image(7)[:, :, 0]).save(image_file)
     # (-k 256: a barely trained model gives many images the same code, and ties go by id)
@@ -95,7 +97,7 @@ def test_train_evaluate_encode_search_end_to_end(tmp_path, capsys):
     code, stdout, _ = run(capsys, "search", "--index", str(index_file), "--query", "3", "-k", "3")
     assert code == 0 and stdout.startswith("query 3 (") and len(stdout.splitlines()) == 5
     code, _, stderr = run(capsys, "search", "--index", str(index_file), "--query", "999")
-    assert code == 2 and "--query must lie in [0, 256), got 999" in stderr
+    assert code == 2 and "--query must lie in [0, 200), got 999" in stderr
 
 
 @pytest.mark.parametrize(
@@ -138,19 +140,112 @@ def test_help_explains_every_flag(capsys):
 
 
 def test_presets_choose_the_model_and_recipe():
-    from hhlib.model import HybridHashConfig
-    from hhlib.runs import preset_configs
-    from hhlib.train import TrainConfig
+    from hhlib import HybridHashConfig, TrainConfig
+    from hhlib.presets import PRESETS, preset_configs
 
     model_config, train_config = preset_configs("paper", 32)
-    assert model_config == HybridHashConfig.paper(bits=32)
-    assert (train_config.optimizer, train_config.lr, train_config.eval_every) == ("rmsprop", 2.5e-5, 3)
-    model_config, train_config = preset_configs("cpu", 64, epochs=7, lr=None)
-    assert model_config == HybridHashConfig.cpu(bits=64)
-    assert train_config.epochs == train_config.eval_every == 7  # evaluated once, at the end
-    assert train_config.lr == TrainConfig.cpu().lr  # None means the preset's value
+    assert model_config == HybridHashConfig.paper(bits=32) and train_config == TrainConfig()
+    model_config, train_config = preset_configs("cpu", 64, epochs=7)
+    assert model_config == HybridHashConfig.cpu(bits=64) and train_config.epochs == 7
+    assert train_config.eval_every is None and train_config.evaluates_after(7) and not train_config.evaluates_after(6)
+    assert train_config.lr == PRESETS["cpu"].recipe["lr"]
+    assert PRESETS["paper"].augments("fashion-mnist") and not PRESETS["paper"].augments("cifar10")
+    assert PRESETS["cpu"].augments("cifar10") and PRESETS["cpu"].quantizer == "rotation"
     with pytest.raises(ValueError, match="preset must be one of"):
         preset_configs("gpu", 64)
+
+
+def test_every_recipe_field_has_a_flag_that_reaches_the_recipe(monkeypatch):
+    import hhlib.runs
+    from hhlib.train import TrainConfig
+
+    seen = {}
+
+    def fake_train_run(data, bits, preset, run_dir, **kwargs):
+        seen.update(kwargs)
+        return None, {"map": 0.5, "precision_radius2": 0.5, "train_seconds": 1.0, "total_seconds": 1.0}
+
+    monkeypatch.setattr(hhlib.runs, "train_run", fake_train_run)
+    flags = [
+        "--lr",
+        "1e-4",
+        "--grad-clip",
+        "none",
+        "--no-binary-bank",
+        "--optimizer",
+        "rmsprop",
+        "--seed",
+        "3",
+        "--eval-every",
+        "2",
+        "--warmup-epochs",
+        "0.5",
+        "--workers",
+        "1",
+    ]
+    assert main(["train", "--dataset", "digits", "--limit", "32", "--quiet", "--out", "/tmp/unused", *flags]) == 0
+    assert {k: seen[k] for k in ("lr", "grad_clip", "binary_bank", "optimizer", "seed", "eval_every")} == {
+        "lr": 1e-4,
+        "grad_clip": None,
+        "binary_bank": False,
+        "optimizer": "rmsprop",
+        "seed": 3,
+        "eval_every": 2,
+    }
+    assert seen["warmup_epochs"] == 0.5 and seen["num_workers"] == 1
+    assert "epochs" not in seen  # unset flags leave the preset's value
+    parser_help = __import__("hhlib.__main__", fromlist=["build_parser"]).build_parser()
+    train_help = parser_help._subparsers._group_actions[0].choices["train"].format_help()
+    for name in TrainConfig.help():
+        flag = "--workers" if name == "num_workers" else "--" + name.replace("_", "-")
+        assert flag in train_help, flag
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+        (["--optimizer", "sgd"], "argument --optimizer: invalid choice: 'sgd'"),
+        (["--lr", "-1"], "lr must be positive, got -1.0"),
+        (["--smoothing", "2"], "smoothing must be in [0, 1), got 2.0"),
+    ],
+)
+def test_a_bad_recipe_value_is_one_line(capsys, tmp_path, flags, message):
+    code, _, stderr = run(
+        capsys, "train", "--dataset", "digits", "--limit", "32", "--quiet", "--out", str(tmp_path), *flags
+    )
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_checkpoints_that_hold_code_or_are_broken_are_refused_in_one_line(tmp_path):
+    marker = tmp_path / "it-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": 2, "model": {}, "payload": _Payload(marker)}, evil)
+    good = tmp_path / "good.pt"
+    torch.save({"format": 2, "model": {"w": torch.ones(1000)}}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:3000])
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_text("1,2,3\n")
+    expected = {evil: "nothing in it ran", truncated: "is truncated or damaged", foreign: "is not a torch checkpoint"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for path, message in expected.items():
+        for command in (["evaluate", "--checkpoint", str(path)], ["encode", "--checkpoint", str(path), "--out", "x"]):
+            done = subprocess.run([sys.executable, "-m", "hhlib", *command], capture_output=True, text=True, env=env)
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 2 and len(lines) == 1, done.stderr
+            assert str(path) in lines[0] and message in lines[0], lines[0]
+    assert not marker.exists()  # the payload never ran
 
 
 def test_search_needs_an_image_or_a_query(capsys):

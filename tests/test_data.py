@@ -1,4 +1,4 @@
-"""Tests of hhlib.data: protocols (DESIGN.md section 3), datasets and their error messages.
+"""Tests of hhlib.data: protocols (docs/DESIGN.md, "Protocols"), datasets and their error messages.
 
 Synthetic labels of the real sizes check every protocol; Fashion-MNIST is
 read from the Debian files when present (skipped otherwise); list-file

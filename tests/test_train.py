@@ -1,4 +1,4 @@
-"""The fit loop: it learns, it resumes exactly, it stops on a non-finite loss."""
+"""The fit loop: it learns, it resumes exactly, it stops on a non-finite loss (on scikit-learn's digits)."""
 
 import os
 import signal
@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import synthetic_data
 
 from hhlib import HybridHash, HybridHashConfig
-from hhlib.data import get_dataset
+from hhlib.checkpoint import load_checkpoint
 from hhlib.metrics import mean_average_precision
-from hhlib.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, load_model
+from hhlib.presets import PRESETS
+from hhlib.quantize import make_quantizer
+from hhlib.train import NonFiniteLossError, TrainConfig, fit, load_model
 
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist").is_dir() and not os.environ.get("HH_DATA"),
-    reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)",
-)
+cpu_recipe = PRESETS["cpu"].train_config
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +30,7 @@ def tiny_model(bits: int = 16) -> HybridHash:
 
 @pytest.fixture(scope="module")
 def fashion_subset():
-    return get_dataset("fashion-mnist", limit=640)  # 640 train, 640 query, 640 database
+    return synthetic_data()  # 400 train, 160 query, 400 database, 32 px, made by the test
 
 
 def test_a_short_run_learns_and_beats_random_codes(fashion_subset, tmp_path):
@@ -39,7 +39,7 @@ def test_a_short_run_learns_and_beats_random_codes(fashion_subset, tmp_path):
     seen = []
     # Small batches: from scratch the codes need a few hundred steps to leave the
     # all-zero saddle of the loss (2 log 2), where every code is equally (un)likely.
-    config = TrainConfig.cpu(epochs=5, eval_every=2, lr=1e-3, warmup_epochs=0.5, batch_size=16)
+    config = cpu_recipe(epochs=5, eval_every=2, lr=1e-3, warmup_epochs=0.5, batch_size=16)
     history = fit(model, data, config, out_dir=tmp_path, progress=False, on_epoch=lambda h: seen.append(len(h.epochs)))
     assert seen == [1, 2, 3, 4, 5]
     losses = [e["loss"] for e in history.epochs]
@@ -66,7 +66,7 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_last_checkpoin
     model = tiny_model()
     calls = {"n": 0}
 
-    def poison(module, inputs, output):  # the 13th training batch = epoch 2, batch 3 (10 batches an epoch)
+    def poison(module, inputs, output):  # the 13th training batch = epoch 2, batch 3 (10 batches of 40)
         if module.training:
             calls["n"] += 1
             if calls["n"] == 13:
@@ -78,7 +78,7 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_last_checkpoin
         fit(
             model,
             fashion_subset,
-            TrainConfig.cpu(epochs=3, eval_every=5, batch_size=64),
+            cpu_recipe(epochs=3, eval_every=5, batch_size=40),
             out_dir=tmp_path,
             progress=False,
         )
@@ -86,12 +86,14 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_last_checkpoin
 
 
 def test_resume_refuses_another_recipe(fashion_subset, tmp_path):
-    fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="cannot resume: the checkpoint was made with another training configuration"):
+    fit(tiny_model(), fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path, progress=False)
+    with pytest.raises(
+        ValueError, match=r"cannot resume: the checkpoint was made with another training configuration \(lr\)"
+    ):
         fit(
             tiny_model(),
             fashion_subset,
-            TrainConfig.cpu(epochs=1, lr=1e-4),
+            cpu_recipe(epochs=1, lr=1e-4),
             out_dir=tmp_path,
             resume=True,
             progress=False,
@@ -99,13 +101,13 @@ def test_resume_refuses_another_recipe(fashion_subset, tmp_path):
 
 
 def test_the_cpu_preset_keeps_the_signs_of_the_codes_in_the_bank(fashion_subset, tmp_path):
-    fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path / "binary", progress=False)
+    fit(tiny_model(), fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path / "binary", progress=False)
     bank = load_checkpoint(tmp_path / "binary" / "checkpoint.pt")["loss"]["U"]
     assert set(bank.unique().tolist()) == {-1.0, 1.0}  # every training image seen once
     fit(
         tiny_model(),
         fashion_subset,
-        TrainConfig.cpu(epochs=1, binary_bank=False),
+        cpu_recipe(epochs=1, binary_bank=False),
         out_dir=tmp_path / "relaxed",
         progress=False,
     )
@@ -114,14 +116,14 @@ def test_the_cpu_preset_keeps_the_signs_of_the_codes_in_the_bank(fashion_subset,
 
 
 def test_a_checkpoint_from_before_a_new_field_resumes_with_its_default(fashion_subset, tmp_path):
-    config = TrainConfig.cpu(epochs=1, binary_bank=False)
+    config = cpu_recipe(epochs=1, binary_bank=False)
     fit(tiny_model(), fashion_subset, config, out_dir=tmp_path, progress=False)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     del state["train_config"]["binary_bank"]  # as written before the field existed
     torch.save(state, tmp_path / "checkpoint.pt")
     fit(tiny_model(), fashion_subset, config, out_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="another training configuration"):
-        fit(tiny_model(), fashion_subset, TrainConfig.cpu(epochs=1), out_dir=tmp_path, resume=True, progress=False)
+        fit(tiny_model(), fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path, resume=True, progress=False)
 
 
 def _train_command(out: Path) -> list[str]:
@@ -131,7 +133,7 @@ def _train_command(out: Path) -> list[str]:
         "hhlib",
         "train",
         "--dataset",
-        "fashion-mnist",
+        "digits",
         "--limit",
         "192",
         "--bits",
@@ -173,7 +175,7 @@ def test_a_killed_run_resumes_to_the_same_final_state(tmp_path):
 
 
 def test_train_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="optimizer must be 'rmsprop' or 'adamw', got 'sgd'"):
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('rmsprop', 'adamw'\), got 'sgd'"):
         TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="epochs must be at least 1, got 0"):
         TrainConfig(epochs=0)
@@ -182,7 +184,8 @@ def test_train_config_rejects_bad_values():
 
 
 def test_paper_recipe_is_the_papers():
-    config = TrainConfig.paper()
+    config = PRESETS["paper"].train_config()
+    assert config == TrainConfig()
     assert (
         config.optimizer,
         config.lr,
@@ -192,14 +195,14 @@ def test_paper_recipe_is_the_papers():
         config.eval_every,
         config.epochs,
     ) == ("rmsprop", 2.5e-5, 1e-5, 64, 0.5, 3, 15)
-    assert not config.binary_bank and TrainConfig.cpu().binary_bank  # the paper's bank is relaxed
+    assert not config.binary_bank and cpu_recipe().binary_bank  # the paper's bank is relaxed
 
 
 def test_collapsed_codes_are_reported(fashion_subset):
     model = tiny_model()
     model.register_forward_hook(lambda module, inputs, output: output * 0)  # every code zero
     with pytest.warns(UserWarning, match=r"epoch 2: the loss sits at 2 log 2 = 1.3863"):
-        history = fit(model, fashion_subset, TrainConfig.cpu(epochs=2, eval_every=5), progress=False)
+        history = fit(model, fashion_subset, cpu_recipe(epochs=2, eval_every=5), progress=False)
     assert history.epochs[-1]["loss"] == pytest.approx(2 * np.log(2), abs=1e-6)
 
 
@@ -210,20 +213,76 @@ def test_encode_refuses_a_batch_size_below_one(fashion_subset):
         encode(tiny_model(), fashion_subset.query, batch_size=0, progress=False)
 
 
-def test_encode_signs_the_rotated_codes_of_a_model_with_code_rotation(fashion_subset):
+def test_encode_uses_the_models_quantizer(fashion_subset):
     from hhlib.train import encode
 
-    torch.manual_seed(0)
-    model = HybridHash(
-        HybridHashConfig.cpu(
-            bits=16, embed_dims=(16, 32, 64), num_heads=(2, 4, 8), depths=(1, 1, 1), code_rotation=True
-        )
-    ).eval()
+    model = tiny_model().eval()
+    model.quantizer = make_quantizer("rotation", 16)
     codes = encode(model, fashion_subset.query, progress=False)
     with torch.no_grad():
         u = model(torch.stack([fashion_subset.query[i][0] for i in range(len(fashion_subset.query))]))
-    np.testing.assert_array_equal(codes, np.where((u @ model.code_rotation).numpy() >= 0, 1, -1))
+    np.testing.assert_array_equal(codes, np.where((u @ model.quantizer.rotation).numpy() >= 0, 1, -1))
     assert (codes != np.where(u.numpy() >= 0, 1, -1)).any()
+
+
+def test_the_quantizer_is_saved_beside_the_weights_and_restored(fashion_subset, tmp_path):
+    model = tiny_model()
+    model.quantizer = make_quantizer("rotation", 16)
+    fit(model, fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["format"] == 2 and state["quantizer"]["kind"] == "rotation" and "rng" not in state
+    assert not any("rotation" in name for name in state["model"])
+    restored, _ = load_model(tmp_path / "checkpoint.pt")
+    assert torch.equal(restored.quantizer.rotation, model.quantizer.rotation)
+    # a resumed run must quantise as it did
+    other = tiny_model()
+    with pytest.raises(ValueError, match=r"quantizer \(rotation in the checkpoint, sign now\)"):
+        fit(other, fashion_subset, cpu_recipe(epochs=2), out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_format_1_checkpoint_loads_with_its_rotation(fashion_subset, tmp_path):
+    """Run folders written before the quantiser left the model still load."""
+    model = tiny_model()
+    model.quantizer = make_quantizer("rotation", 16)
+    fit(model, fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    rotation = state.pop("quantizer")["rotation"]
+    for weights in (state["model"], state["ema"], state["best"]["model"]):
+        weights["code_rotation"] = rotation
+    state.update(format=1, rng={"numpy": np.random.get_state(), "torch": torch.get_rng_state()})
+    state["model_config"]["code_rotation"] = True
+    torch.save(state, tmp_path / "old.pt")
+    restored, upgraded = load_model(tmp_path / "old.pt")
+    assert upgraded["format"] == 2 and "rng" not in upgraded and "code_rotation" not in upgraded["model_config"]
+    assert torch.equal(restored.quantizer.rotation, rotation)
+    x = fashion_subset.query[0][0][None]
+    assert torch.equal(restored.encode(x), load_model(tmp_path / "checkpoint.pt")[0].encode(x))
+
+
+def test_schedule_warms_up_linearly_then_follows_a_cosine():
+    from hhlib.train import _schedule
+
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    schedule = _schedule(optimizer, TrainConfig(epochs=2, schedule="cosine", warmup_epochs=0.4, lr=1.0), 10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])  # 4 warm-up steps, (step + 1) / 4
+    assert lrs[4:] == pytest.approx([0.5 * (1 + np.cos(np.pi * s / 16)) for s in range(16)])
+
+
+def test_no_weight_decay_on_biases_norms_and_position_embeddings():
+    from hhlib.train import _optimizer
+
+    model = tiny_model()
+    groups = {g["weight_decay"]: g["params"] for g in _optimizer(model, cpu_recipe()).param_groups}
+    free = {id(p) for p in groups[0.0]}
+    for name, p in model.named_parameters():
+        exempt = p.ndim <= 1 or name.endswith("pos_embed")
+        assert (id(p) in free) == exempt, name
+    assert sum(len(g) for g in groups.values()) == len(list(model.parameters()))
 
 
 def test_encode_in_bfloat16_on_a_cpu_when_asked(fashion_subset):
@@ -242,5 +301,5 @@ def test_encode_in_bfloat16_on_a_cpu_when_asked(fashion_subset):
     assert (fast == exact).mean() > 0.9
     with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
         encode(model, fashion_subset.query, device="cpu", amp="fp16", progress=False)
-    with pytest.raises(ValueError, match="amp must be 'auto', 'bf16', 'fp16' or 'off', got 'bfloat16'"):
+    with pytest.raises(ValueError, match=r"amp must be one of \('auto', 'bf16', 'fp16', 'off'\), got 'bfloat16'"):
         encode(model, fashion_subset.query, device="cpu", amp="bfloat16", progress=False)

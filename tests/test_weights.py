@@ -30,12 +30,14 @@ def test_authors_weights_give_the_authors_output(reference):
 
 
 def test_authors_weights_load_into_a_model_that_rotates_its_codes(reference):
-    config = HybridHashConfig(**reference["model_config"], drop_path_rate=0.0, code_rotation=True)
-    model = HybridHash(config).eval()
-    rotation = model.code_rotation.clone()
+    from hhlib.quantize import make_quantizer
+
+    model = HybridHash(HybridHashConfig(**reference["model_config"], drop_path_rate=0.0)).eval()
+    model.quantizer = make_quantizer("rotation", model.config.bits)
+    rotation = model.quantizer.rotation.clone()
     report = load_reference_weights(model, reference["state_dict"])
-    assert report.missing == [] and report.unexpected == []  # the rotation is no weight to load
-    assert torch.equal(model.code_rotation, rotation)
+    assert report.missing == [] and report.unexpected == []  # the quantiser is no weight to load
+    assert torch.equal(model.quantizer.rotation, rotation)
     with torch.no_grad():
         torch.testing.assert_close(model(reference["input"]), reference["output"], atol=1e-6, rtol=0)
 

@@ -1,4 +1,4 @@
-"""Datasets and retrieval protocols (DESIGN.md section 3).
+"""Datasets and retrieval protocols (docs/DESIGN.md, "Protocols").
 
 One module per idea:
 

@@ -1,6 +1,6 @@
 """Retrieval protocols: which images of a pooled dataset are query, train and database.
 
-The protocols are those of DESIGN.md section 3 (the paper's, which follow
+The protocols are those of docs/DESIGN.md, "Protocols" (the paper's, which follow
 DeepHash-pytorch), plus ``digits`` for scikit-learn's 8x8 digits:
 
 =============  =================  =================  ==========================
@@ -39,6 +39,7 @@ from typing import Literal
 
 import numpy as np
 
+from hhlib.checkpoint import atomic_write
 from hhlib.data.errors import DataFormatError, SplitMismatchError
 
 _SPLIT_FORMAT = "hhlib-split-v1"
@@ -169,20 +170,16 @@ class Split:
 
     def save(self, path: str | PathLike) -> Path:
         """Write the split to one ``.npz`` file at exactly ``path`` and return it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            np.savez(
-                handle,
-                format=np.str_(_SPLIT_FORMAT),
-                protocol=np.str_(self.protocol),
-                seed=np.int64(self.seed),
-                query=self.query,
-                train=self.train,
-                database=self.database,
-                labels_checksum=np.str_(self.labels_checksum),
-            )
-        return path
+        arrays = dict(
+            format=np.str_(_SPLIT_FORMAT),
+            protocol=np.str_(self.protocol),
+            seed=np.int64(self.seed),
+            query=self.query,
+            train=self.train,
+            database=self.database,
+            labels_checksum=np.str_(self.labels_checksum),
+        )
+        return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
     def load(cls, path: str | PathLike, labels: np.ndarray | None = None) -> Split:

@@ -1,7 +1,7 @@
 """The datasets hhlib knows and :func:`get_dataset`, the single entry point.
 
-Each entry of :data:`DATASETS` holds a dataset's protocol facts (DESIGN.md
-section 3): the number of classes, the K of mAP@K (None for mAP@all), the
+Each entry of :data:`DATASETS` holds a dataset's protocol facts (docs/DESIGN.md,
+"Protocols"): the number of classes, the K of mAP@K (None for mAP@all), the
 default image size (224, the paper's, for CIFAR-10 and the list datasets;
 32 for the CPU presets Fashion-MNIST and digits) and how to load it.
 """
@@ -72,8 +72,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10-1": DatasetInfo(10, None, 224, load_cifar10, CIFAR10_CLASSES),
     "cifar10-2": DatasetInfo(10, None, 224, load_cifar10, CIFAR10_CLASSES),
     # Fashion-MNIST's items are centred, in the query images too: shifts of up to 2 px at 32 px
-    # regularise without teaching an invariance retrieval never uses. The CPU preset (52 epochs,
-    # first 10,000 database images) scored mAP 0.781 with flips only, 0.802 with 1 px, 0.811 with 2 px.
+    # regularise without teaching an invariance retrieval never uses (docs/cpu_preset.md, section 1).
     "fashion-mnist": DatasetInfo(10, None, 32, load_fashion_mnist, FASHION_MNIST_CLASSES, grey=True, shift=1 / 16),
     # A flipped 2 or 7 is not a digit.
     "digits": DatasetInfo(10, None, 32, load_digits, tuple(str(d) for d in range(10)), flip=False, grey=True),

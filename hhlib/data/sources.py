@@ -15,7 +15,7 @@ timeout, and on failure remove what they wrote and raise
 :class:`~hhlib.data.errors.DatasetNotFoundError` with instructions: never a
 hang, never a silent half-download.
 
-Pooled order (DESIGN.md section 3): the official training images first,
+Pooled order (docs/DESIGN.md, "Protocols"): the official training images first,
 then the test images; the protocols split that pool.
 """
 

@@ -1,6 +1,6 @@
 """Image transforms: the paper's pipeline for list datasets and a tensor pipeline for in-memory ones.
 
-Paper (DESIGN.md section 3, as in DeepHash-pytorch): list datasets are
+Paper (docs/DESIGN.md, "Protocols", as in DeepHash-pytorch): list datasets are
 resized to 256 (shorter side), then RandomCrop 224 + horizontal flip for
 training and CenterCrop 224 for query and database; CIFAR is resized to
 224. Everything is normalised with the ImageNet mean and std.

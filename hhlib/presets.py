@@ -1,0 +1,96 @@
+"""The preset table: each way of training hhlib knows, in one place.
+
+A :class:`Preset` names a model configuration, a training recipe, the input
+size, which datasets are augmented, how the network is initialised and how
+its codes are quantised. The command line, run folders, tutorials and
+benchmarks all read :data:`PRESETS` (docs/DESIGN.md, "Presets"); how the CPU
+recipe was found is told in docs/cpu_preset.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hhlib.model import HybridHashConfig
+from hhlib.train import TrainConfig
+
+__all__ = ["Preset", "PRESETS", "get_preset", "preset_configs"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One way to train: model, recipe, input size, augmentation, initialisation, quantiser."""
+
+    name: str
+    model: Callable[..., HybridHashConfig]  # bits -> the model configuration
+    recipe: dict  # TrainConfig fields that differ from its defaults (the paper's recipe)
+    img_size: int  # input side in pixels; images are resized to it
+    dataset: str  # the dataset it is made for (benchmarks, the tutorial's default)
+    initialisation: str  # "scratch", or "nest": ImageNet NesT-B weights (hhlib.weights)
+    quantizer: str = "sign"  # how relaxed codes become bits (hhlib.quantize)
+    unaugmented: frozenset[str] = field(default_factory=frozenset)  # datasets trained without augmentation
+    description: str = ""
+
+    def model_config(self, bits: int) -> HybridHashConfig:
+        return self.model(bits=bits, img_size=self.img_size)
+
+    def train_config(self, **overrides) -> TrainConfig:
+        """The recipe, with ``overrides`` (TrainConfig fields) in place of its values."""
+        return TrainConfig(**{**self.recipe, **overrides})
+
+    def augments(self, dataset: str) -> bool:
+        """Whether the training split of ``dataset`` is augmented under this preset."""
+        return dataset not in self.unaugmented
+
+
+PRESETS: dict[str, Preset] = {
+    "cpu": Preset(
+        name="cpu",
+        model=HybridHashConfig.cpu,
+        # AdamW, warm-up, cosine decay and clipping: from scratch the model needs them to learn in minutes.
+        recipe=dict(
+            epochs=60,
+            batch_size=32,
+            optimizer="adamw",
+            lr=1e-3,
+            alpha=1.0,
+            weight_decay=0.05,
+            schedule="cosine",
+            warmup_epochs=2.0,
+            grad_clip=1.0,
+            ema_decay=0.998,
+            binary_bank=True,
+            smoothing=0.03,
+            eval_every=None,  # once, at the end: encoding 65,000 images costs several epochs
+        ),
+        img_size=32,
+        dataset="fashion-mnist",
+        initialisation="scratch",
+        quantizer="rotation",
+        description="the 0.83 M-parameter model at 32 px, from scratch, about 13 minutes on 2 CPU cores",
+    ),
+    "paper": Preset(
+        name="paper",
+        model=HybridHashConfig.paper,
+        recipe={},  # TrainConfig's defaults are the paper's recipe
+        img_size=224,
+        dataset="cifar10",
+        initialisation="nest",
+        unaugmented=frozenset({"cifar10", "cifar10-1", "cifar10-2"}),  # the paper augments the list datasets only
+        description="the paper's 224 px model and recipe, from ImageNet NesT-B",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name is a ValueError listing the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]
+
+
+def preset_configs(name: str, bits: int, **overrides) -> tuple[HybridHashConfig, TrainConfig]:
+    """The model configuration and recipe of preset ``name`` at ``bits`` bits."""
+    preset = get_preset(name)
+    return preset.model_config(bits), preset.train_config(**overrides)
