@@ -325,7 +325,8 @@ def cmd_search(args) -> None:
     )
     print(f"{'rank':>4} {'id':>8} {'distance':>8}  class")
     for rank, (i, d) in enumerate(zip(ids[0].tolist(), distances[0].tolist()), 1):
-        label = names[labels[i]] if labels and names else ""
+        label = labels[i] if labels and names else []
+        label = ", ".join(names[c] for c in label) if isinstance(label, list) else names[label]  # multi-label: ids
         print(f"{rank:>4} {i:>8} {d:>8}  {label}")
 
 

@@ -38,7 +38,7 @@ single-metric functions give the same numbers, bit for bit.
 Inputs are the same for every function: codes are -1/+1 arrays or torch
 tensors, or packed codes (uint8 from ``np.packbits(codes > 0, axis=1)`` or
 uint64 words; give ``bits=`` when the last byte is partly used, see
-:func:`hhlib.index.pack_codes`); labels are 0/1 matrices (one-hot or
+:func:`hhlib.hamming.pack_codes`); labels are 0/1 matrices (one-hot or
 multi-hot, any dtype) or 1-D integer class ids, the same kind for queries and
 database.
 """
@@ -218,7 +218,7 @@ def _over_ranking(problem: _Problem, k: int, reduce: Callable[[np.ndarray], np.n
     values (C, ...); the blocks' results are concatenated over all queries.
 
     A top k shorter than the database comes from :meth:`HammingIndex.search`
-    (faiss' counting top-k, or NumPy), then the relevance of those k ids. The
+    (faiss' counting top-k), then the relevance of those k ids. The
     whole ranking sorts the keys ``distance << s | index << 1 | relevant``:
     they are unique, so sorting them is a stable sort by distance that carries
     the relevance bit along (no gather of N ids afterwards).

@@ -1,6 +1,6 @@
 """Who is relevant to whom: two items are relevant when they share at least one label.
 
-This is the one relevance rule of hhlib (docs/DESIGN.md, "Metrics"): the
+This is the one relevance rule of hhlib (docs/DESIGN.md, "Metrics and ties"): the
 loss's pairwise similarity, every retrieval metric, the plots and the
 widgets use it. Labels are class ids ``(n,)`` or 0/1 label matrices
 ``(n, C)`` (one-hot or multi-hot); NumPy arrays and torch tensors both work,

@@ -65,19 +65,14 @@ def _hash_value(digest: Any, name: str, value: Any) -> None:
 def model_fingerprint(model: torch.nn.Module) -> str:
     """A short sha256 of the model's weights and of its quantiser's state: equal for equal weights only.
 
-    The quantiser (``model.quantizer``, where there is one) turns relaxed
-    codes into bits, so it is part of what makes the codes.
+    The quantiser (``model.quantizer``) turns relaxed codes into bits, so it
+    is part of what makes the codes.
     """
     digest = hashlib.sha256()
     for name, value in model.state_dict().items():
         _hash_value(digest, name, value)
-    quantizer = getattr(model, "quantizer", None)
-    # to_state() holds the quantiser's kind and its (non-persistent) tensors; state_dict() as a fallback
-    state = getattr(quantizer, "to_state", None) or getattr(quantizer, "state_dict", None)
-    if state is not None:
-        digest.update(type(quantizer).__name__.encode())
-        for name, value in state().items():
-            _hash_value(digest, f"quantizer.{name}", value)
+    for name, value in model.quantizer.to_state().items():  # its kind and (non-persistent) tensors
+        _hash_value(digest, f"quantizer.{name}", value)
     return digest.hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ from hhlib import mean_average_precision
 from hhlib.data import split_protocol
 from hhlib.data.memory import build_splits
 from hhlib.losses import WeightedLikelihoodLoss
+from hhlib.quantize import SignQuantizer
 
 # Four items, three bits: bit 0 balanced, bit 1 +1 for three items of four, bit 2 always -1.
 TOY = np.array([[1, 1, -1], [1, 1, -1], [-1, -1, -1], [-1, 1, -1]], dtype=np.int8)
@@ -125,20 +126,13 @@ def test_flipped_bits_by_hand():
         an.flipped_bits(TOY, TOY[:2])
 
 
-class Signs(torch.nn.Module):
-    """Relaxed codes -> -1/+1, 0 to +1: the quantiser a model may carry for hhlib.train.encode."""
-
-    def forward(self, u):
-        return torch.where(u >= 0, 1.0, -1.0)
-
-
 class PixelSigns(torch.nn.Module):
     """A 'model' whose 16 bits are the signs of the top-left 4 x 4 pixels: a shift must flip some."""
 
     def __init__(self):
         super().__init__()
         self.dummy = torch.nn.Parameter(torch.zeros(1))
-        self.quantizer = Signs()
+        self.quantizer = SignQuantizer()  # what hhlib.train.encode applies to relaxed codes
 
     def forward(self, images):  # (B, 3, 8, 8) -> (B, 16)
         return images[:, 0, :4, :4].reshape(len(images), 16) + self.dummy

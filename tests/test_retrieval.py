@@ -12,6 +12,7 @@ import torch
 from hhlib.data import get_dataset
 from hhlib.index import HammingIndex
 from hhlib.model import HybridHash, HybridHashConfig
+from hhlib.quantize import make_quantizer
 from hhlib.retrieval import Query, Retriever, check_index, database_index, index_metadata, model_fingerprint
 from hhlib.train import encode
 
@@ -42,16 +43,11 @@ def test_fingerprint_follows_the_weights_and_the_quantizer(model):
         next(nudged.parameters()).view(-1)[0] += 1e-3
     assert model_fingerprint(nudged) != model_fingerprint(model)
 
-    class Rotation(torch.nn.Module):  # stands for a quantiser with its own state
-        def __init__(self, seed):
-            super().__init__()
-            self.register_buffer("rotation", torch.randn(BITS, BITS, generator=torch.Generator().manual_seed(seed)))
-
     rotated = make_model(0)
-    rotated.quantizer = Rotation(0)
+    rotated.quantizer = make_quantizer("rotation", BITS, seed=0)
     assert model_fingerprint(rotated) != model_fingerprint(model)
     rotated_again = make_model(0)
-    rotated_again.quantizer = Rotation(1)
+    rotated_again.quantizer = make_quantizer("rotation", BITS, seed=1)
     assert model_fingerprint(rotated_again) != model_fingerprint(rotated)
 
 

@@ -168,29 +168,23 @@ def get_dataset(
         return _list_file_data(name, info, root, img_size, augment, limit, split_seed)
 
     pixels, classes = info.loader(root, download)
-    # Every in-memory dataset is split by the protocol of the same name.
-    if split is None:
-        split = split_protocol(classes, name, split_seed)
-    else:
-        split = split if isinstance(split, Split) else Split.load(split)
-        if split.protocol != name:
-            raise ValueError(f"split= is a {split.protocol!r} split, but the dataset is {name!r}")
-        split.verify(classes)
+    split = _protocol_split(name, classes, split, split_seed)
     parts = {part: getattr(split, part)[:limit] for part in ("train", "query", "database")}
-    splits = build_splits(
-        pixels, classes, info.num_classes, parts, img_size, augment, info.flip, max_shift=round(info.shift * img_size)
-    )
-    return RetrievalData(
-        name,
-        splits["train"],
-        splits["query"],
-        splits["database"],
-        info.num_classes,
-        info.topk,
-        info.class_names,
-        img_size,
-        split,
-    )
+    shift = round(info.shift * img_size)
+    splits = build_splits(pixels, classes, info.num_classes, parts, img_size, augment, info.flip, max_shift=shift)
+    train, query, database = splits["train"], splits["query"], splits["database"]
+    return RetrievalData(name, train, query, database, info.num_classes, info.topk, info.class_names, img_size, split)
+
+
+def _protocol_split(name: str, classes: np.ndarray, split: Split | str | os.PathLike | None, seed: int) -> Split:
+    """The split of an in-memory dataset: drawn by the protocol of the same name, or a saved one, verified."""
+    if split is None:
+        return split_protocol(classes, name, seed)
+    split = split if isinstance(split, Split) else Split.load(split)
+    if split.protocol != name:
+        raise ValueError(f"split= is a {split.protocol!r} split, but the dataset is {name!r}")
+    split.verify(classes)
+    return split
 
 
 def _list_file_data(

@@ -346,18 +346,24 @@ def plot_retrieval_grid(
     results_ax.set_anchor("N")
     for ax in (query_ax, results_ax):
         ax.axis("off")
-    if n == 0:
-        results_ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=results_ax.transAxes)
-    else:
-        frames = [
-            UNKNOWN_COLOUR if relevant is None else RELEVANT_COLOUR if r else IRRELEVANT_COLOUR
-            for r in (relevant if relevant is not None else [None] * n)
-        ]
-        canvas, corners, tile = _mosaic(images, frames, columns, caption_rows)
-        results_ax.imshow(canvas)
-        for rank, (top, left) in enumerate(corners):
-            text = f"{rank + 1}. d={int(distances[rank])}" + (f"\n{captions[rank]}" if captions is not None else "")
-            results_ax.text(left + tile / 2, top - 1, text, ha="center", va="bottom", fontsize=7)
+    _draw_results(results_ax, images, distances, relevant, captions, columns, caption_rows)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _draw_results(ax, images, distances, relevant, captions, columns: int, caption_rows: float) -> None:
+    """The ranked results as one framed mosaic with a caption per result."""
+    n = len(images)
+    if n == 0:
+        ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
+        return
+    frames = [
+        UNKNOWN_COLOUR if relevant is None else RELEVANT_COLOUR if r else IRRELEVANT_COLOUR
+        for r in (relevant if relevant is not None else [None] * n)
+    ]
+    canvas, corners, tile = _mosaic(images, frames, columns, caption_rows)
+    ax.imshow(canvas)
+    for rank, (top, left) in enumerate(corners):
+        text = f"{rank + 1}. d={int(distances[rank])}" + (f"\n{captions[rank]}" if captions is not None else "")
+        ax.text(left + tile / 2, top - 1, text, ha="center", va="bottom", fontsize=7)

@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from hhlib.metrics import RetrievalScores, retrieval_scores
+from hhlib.viz import _figure
 
 __all__ = [
     "RetrievalScores",
@@ -47,19 +48,10 @@ def _methods(scores: Scores) -> list[str]:
     return names
 
 
-def _panels(count: int, width: float = 4.0, height: float = 3.6) -> tuple[Figure, list[Axes]]:
-    figure = Figure(figsize=(width * count, height), layout="constrained")
-    axes = figure.subplots(1, count, squeeze=False)[0]
-    return figure, list(axes)
-
-
 def _target_axes(ax: Axes | Sequence[Axes] | None, count: int) -> tuple[Figure, list[Axes]]:
-    if ax is None:
-        return _panels(count)
-    axes = [ax] if isinstance(ax, Axes) else list(ax)
-    if len(axes) != count:
-        raise ValueError(f"need {count} axes (one per code length), got {len(axes)}")
-    return axes[0].figure, axes
+    """One panel per code length: the given axes, or a new row of them (:func:`hhlib.viz._figure.panels`)."""
+    axes = [ax] if isinstance(ax, Axes) else ax
+    return _figure.panels(axes, count, (4.0, 3.6), what="one per code length", pyplot=False)
 
 
 def plot_precision_recall(scores: Scores, ax: Axes | Sequence[Axes] | None = None) -> Figure:
@@ -141,10 +133,7 @@ def plot_map_bars(scores: Scores, ties: str = "index", ax: Axes | None = None) -
         raise ValueError(f"ties must be 'index' or 'expected', got {ties!r}")
     bits_list = _check_scores(scores)
     methods = _methods(scores)
-    if ax is None:
-        figure = Figure(figsize=(max(6.0, 1.6 * len(bits_list) * max(1, len(methods)) / 2), 3.8), layout="constrained")
-        ax = figure.add_subplot()
-    figure = ax.figure
+    figure, ax = _figure.panel(ax, (max(6.0, 0.8 * len(bits_list) * max(1, len(methods))), 3.8), pyplot=False)
     width = 0.8 / len(methods)
     positions = np.arange(len(bits_list))
     for i, name in enumerate(methods):
