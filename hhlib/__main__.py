@@ -109,7 +109,7 @@ def _recipe_flags(group, presets) -> None:
             choices=spec["choices"],
             default=None,
             metavar=None if spec["choices"] else kind.upper(),
-            help=f"{spec['help']} ({defaults})" + ("; 'none' unsets it" if optional else ""),
+            help=f"{spec['help']} ({defaults})",
         )
 
 
@@ -130,7 +130,7 @@ def _evaluate_parser(commands) -> None:
     )
     evaluate.add_argument("--checkpoint", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, help="JSON file (default: evaluation.json next to the checkpoint)")
-    _common(evaluate, amp=True)
+    _common(evaluate, encodes=True)
 
 
 def _encode_parser(commands) -> None:
@@ -143,7 +143,7 @@ def _encode_parser(commands) -> None:
     encode.add_argument("--checkpoint", type=Path, required=True)
     encode.add_argument("--split", choices=("database", "query", "train"), default="database")
     encode.add_argument("--out", type=Path, required=True, help="the index file to write (.npz)")
-    _common(encode, amp=True)
+    _common(encode, encodes=True)
 
 
 def _search_parser(commands) -> None:
@@ -167,14 +167,15 @@ def _search_parser(commands) -> None:
     search.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
 
 
-def _common(parser: argparse.ArgumentParser, amp: bool = False) -> None:
+def _common(parser: argparse.ArgumentParser, encodes: bool = False) -> None:
+    """Flags every command shares; ``encodes``: also those of the commands that encode a checkpoint's splits."""
     from hhlib.train import AMP_MODES
 
     parser.add_argument("--root", type=Path, help="dataset folder (default: searched, see data/README.md)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available)")
     parser.add_argument("--workers", type=int, help="data loader workers (default: 0 on CPU, up to 8 on CUDA)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    if amp:
+    if encodes:
         parser.add_argument("--amp", choices=AMP_MODES, default="auto", help=AMP_ENCODE_HELP)
         parser.add_argument("--limit", type=int, help="keep only the first N items of each split")
 

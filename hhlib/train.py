@@ -79,7 +79,9 @@ class TrainConfig:
     schedule: str = _field("constant", "learning rate after the warm-up: constant, or a cosine to 0", SCHEDULES)
     warmup_epochs: float = _field(0.0, "epochs of linear warm-up")
     grad_clip: float | None = _field(None, "largest global gradient norm (none: no clipping)")
-    ema_decay: float | None = _field(None, "evaluate an exponential moving average of the weights with this decay")
+    ema_decay: float | None = _field(
+        None, "evaluate a moving average of the weights with this decay (none: the weights)"
+    )
     alpha: float = _field(0.5, "theta = alpha * u . U in the loss")
     binary_bank: bool = _field(False, "the loss's memory bank holds sign(u), not u (the paper)")
     smoothing: float = _field(0.0, "pairwise targets 1 - s/2 and s/2 instead of 1 and 0 (the paper)")
