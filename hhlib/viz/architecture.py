@@ -54,6 +54,23 @@ def _as_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return image
 
 
+def _number_blocks(ax: Axes, side: int, block: float, offset: float, fontsize: int) -> None:
+    """Write each block's number (row-major, as blockify orders them) at its centre."""
+    for row in range(side):
+        for col in range(side):
+            x, y = (col + 0.5) * block + offset, (row + 0.5) * block + offset
+            ax.text(
+                x,
+                y,
+                str(row * side + col),
+                color="yellow",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                fontweight="bold",
+            )
+
+
 def plot_blocks(
     image: np.ndarray | torch.Tensor, config: HybridHashConfig, axes: Sequence[Axes] | None = None, numbers: bool = True
 ) -> Figure:
@@ -93,18 +110,7 @@ def plot_blocks(
             ax.axhline(k * block_px, color="tab:red", linewidth=2)
             ax.axvline(k * block_px, color="tab:red", linewidth=2)
         if numbers:
-            for row in range(side):
-                for col in range(side):
-                    ax.text(
-                        (col + 0.5) * block_px,
-                        (row + 0.5) * block_px,
-                        str(row * side + col),
-                        color="yellow",
-                        ha="center",
-                        va="center",
-                        fontsize=9,
-                        fontweight="bold",
-                    )
+            _number_blocks(ax, side, block_px, 0.0, fontsize=9)
         ax.set_xlim(0, size)
         ax.set_ylim(size, 0)
         bare(ax)
@@ -145,18 +151,7 @@ def plot_blockify(image: np.ndarray | torch.Tensor, block_size: int) -> Figure:
     for k in range(1, side):
         left.axhline(k * block_size - 0.5, color="tab:red", linewidth=1.5)
         left.axvline(k * block_size - 0.5, color="tab:red", linewidth=1.5)
-    for row in range(side):
-        for col in range(side):
-            left.text(
-                (col + 0.5) * block_size - 0.5,
-                (row + 0.5) * block_size - 0.5,
-                str(row * side + col),
-                color="yellow",
-                ha="center",
-                va="center",
-                fontsize=8,
-                fontweight="bold",
-            )
+    _number_blocks(left, side, block_size, -0.5, fontsize=8)
     left.set_title(f"map (H, W) = ({height}, {width}), blocks of {block_size}x{block_size}", fontsize=9)
     strip = blocks[0].numpy()  # (T, N, C)
     middle.imshow(
