@@ -13,6 +13,7 @@ print one line, without a traceback, and exit with status 2
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import time
@@ -33,8 +34,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 AMP_ENCODE_HELP = "precision of encoding (default: auto, bf16 or fp16 on CUDA, float32 on a CPU; fp16 needs CUDA)"
-# TrainConfig fields set by flags of their own (shared with the other commands).
-OWN_FLAGS = {"num_workers": "--workers"}
+# TrainConfig fields set by flags of their own (shared with the other commands, or not a plain value).
+OWN_FLAGS = {"num_workers": "--workers", "method_options": "--method-option"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,10 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_parser(commands)
     _encode_parser(commands)
     _search_parser(commands)
+    commands.add_parser(
+        "methods",
+        help="list the hashing methods, their options and each preset's settings for them",
+        description="List the hashing methods of hhlib.methods: family, stages, paper, options with their "
+        "paper defaults, and what each preset sets for them.",
+    )
     return parser
 
 
 def _train_parser(commands) -> None:
+    from hhlib.backbones import BACKBONES
     from hhlib.presets import PRESETS
 
     train = commands.add_parser(
@@ -68,7 +76,25 @@ def _train_parser(commands) -> None:
     )
     presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
     train.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help=f"{presets} (default: cpu)")
-    train.add_argument("--out", type=Path, help="output folder (default: runs/DATASET-PRESET)")
+    train.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: runs/DATASET-PRESET, and -METHOD-BACKBONE unless both are hybridhash)",
+    )
+    train.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        default="hybridhash",
+        help="the network: the preset's HybridHash, or the small plain CNN of docs/cpu_preset.md (default: hybridhash)",
+    )
+    train.add_argument(
+        "--method-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyper-parameter of the method in place of its paper's value, e.g. alpha=0.5 (repeatable; "
+        "python -m hhlib methods lists them)",
+    )
     train.add_argument(
         "--resume",
         action="store_true",
@@ -190,7 +216,13 @@ def cmd_train(args) -> None:
     from hhlib.train import TrainConfig, resolve_device
 
     device, preset = resolve_device(args.device), get_preset(args.preset)
-    out = args.out or Path("runs") / f"{args.dataset}-{args.preset}"
+    recipe = _recipe(args, TrainConfig.help())
+    method = recipe.pop("method", "hybridhash")
+    preset.train_config(method, **recipe)  # a bad value or option fails here, before the data is loaded
+    out = args.out or Path("runs") / "-".join(
+        [args.dataset, args.preset]
+        + ([method, args.backbone] if (method, args.backbone) != ("hybridhash",) * 2 else [])
+    )
     started = time.perf_counter()
     data = get_dataset(
         args.dataset,
@@ -203,9 +235,8 @@ def cmd_train(args) -> None:
     load_seconds = time.perf_counter() - started
     _say(args, f"{data}; training on {device}")
     pretrained = None
-    if preset.initialisation == "nest":
+    if preset.initialisation == "nest" and args.backbone == "hybridhash":
         pretrained = nest_initialiser(args.pretrained, say=lambda text: _say(args, text))
-    recipe = _recipe(args, TrainConfig.help())
     for bits in args.bits:
         run_dir = out / f"bits{bits}"
         if args.resume and (run_dir / "metrics.json").is_file():
@@ -216,6 +247,8 @@ def cmd_train(args) -> None:
             bits,
             args.preset,
             run_dir,
+            method=method,
+            backbone=args.backbone,
             resume=args.resume,
             device=device,
             progress=not args.quiet,
@@ -226,16 +259,29 @@ def cmd_train(args) -> None:
         )
         load_seconds = 0.0
         print(
-            f"bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, precision within radius 2 "
-            f"{metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
+            f"{method} on {args.backbone}, bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, "
+            f"precision within radius 2 {metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
             f"total {metrics['total_seconds']:.0f} s -> {run_dir / 'metrics.json'}"
         )
 
 
 def _recipe(args, fields: dict) -> dict:
     """The recipe fields set on the command line ('none' unsets an optional one); the rest stay the preset's."""
-    given = {name: getattr(args, OWN_FLAGS.get(name, name).lstrip("-")) for name in fields}
-    return {name: None if value == "none" else value for name, value in given.items() if value is not None}
+    given = {name: getattr(args, OWN_FLAGS.get(name, name).lstrip("-").replace("-", "_")) for name in fields}
+    recipe = {name: None if value == "none" else value for name, value in given.items() if value is not None}
+    recipe["method_options"] = dict(_option(text) for text in recipe.pop("method_options"))
+    return recipe
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE a Python literal (1e-3, True, 'name') or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--method-option takes KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        return key.strip(), value.strip()
 
 
 # --------------------------------------------------------------------------- evaluate, encode, search
@@ -354,6 +400,20 @@ def _search_query(args, model, meta: dict):
     return f"query {args.query} ({data.class_names[int(label.argmax())]})", image.unsqueeze(0)
 
 
+def cmd_methods(args) -> None:
+    from hhlib.methods import METHODS
+    from hhlib.presets import PRESETS
+
+    for name, cls in METHODS.items():
+        print(f"{name} ({cls.family}): {cls.citation}")
+        print(f"  stages: {'; '.join(cls.stages)}; database codes: {cls.database}; output: {cls.output}")
+        print(f"  options (paper defaults): {cls.defaults() or 'none'}")
+        for preset in PRESETS.values():
+            own = preset.methods.get(name)
+            if own:
+                print(f"  under --preset {preset.name}: {own}")
+
+
 def _say(args, message: str) -> None:
     if not getattr(args, "quiet", False):
         print(message, file=sys.stderr)
@@ -362,7 +422,13 @@ def _say(args, message: str) -> None:
 # --------------------------------------------------------------------------- main
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode, "search": cmd_search}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "encode": cmd_encode,
+    "search": cmd_search,
+    "methods": cmd_methods,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

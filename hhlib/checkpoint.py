@@ -37,8 +37,10 @@ __all__ = [
 ]
 
 # 2: the quantiser is saved beside the model, the RNG state is gone. 1: the first format, converted on load.
-CHECKPOINT_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+# Format 2's recipe fields that became HybridHash's method options in format 3.
+_HYBRIDHASH_OPTIONS = ("alpha", "binary_bank", "smoothing")
 # Format 1 stored NumPy's RNG state: arrays of plain numbers, which these rebuild and nothing else.
 _NUMPY_ARRAYS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
 
@@ -120,17 +122,39 @@ def _safe_load(path: Path):
 
 
 def _upgrade(state: dict) -> dict:
-    """Format 1 -> 2: the rotation buffer and its config flag become a saved quantiser."""
+    """Read older formats as the current one (docs/DESIGN.md, "Run folders and checkpoints")."""
     if state["format"] == 1:
-        state = dict(state)
-        state.pop("rng", None)
-        model_config = dict(state.get("model_config", {}))
-        rotated = model_config.pop("code_rotation", False)
-        rotation = state["model"].get("code_rotation") if rotated else None
-        state["model_config"] = model_config
-        state["quantizer"] = {"kind": "rotation", "rotation": rotation} if rotation is not None else {"kind": "sign"}
-        for weights in (state["model"], state.get("ema"), (state.get("best") or {}).get("model")):
-            if weights is not None:
-                weights.pop("code_rotation", None)
-        state["format"] = CHECKPOINT_FORMAT
+        state = _upgrade_1_to_2(state)
+    if state["format"] == 2:
+        state = _upgrade_2_to_3(state)
+    return state
+
+
+def _upgrade_2_to_3(state: dict) -> dict:
+    """Format 2 -> 3: every run was HybridHash's loss on its backbone; the loss's recipe fields become method options."""
+    state = dict(state)
+    config = dict(state.get("train_config", {}))
+    options = {k: config.pop(k) for k in _HYBRIDHASH_OPTIONS if k in config}
+    config.update(method="hybridhash", method_options=options, quantizer=state["quantizer"]["kind"])
+    state["train_config"] = config
+    state["backbone"] = "hybridhash"
+    if "loss" in state:
+        state["method_state"] = state.pop("loss")
+    state["format"] = 3
+    return state
+
+
+def _upgrade_1_to_2(state: dict) -> dict:
+    """Format 1 -> 2: the rotation buffer and its config flag become a saved quantiser."""
+    state = dict(state)
+    state.pop("rng", None)
+    model_config = dict(state.get("model_config", {}))
+    rotated = model_config.pop("code_rotation", False)
+    rotation = state["model"].get("code_rotation") if rotated else None
+    state["model_config"] = model_config
+    state["quantizer"] = {"kind": "rotation", "rotation": rotation} if rotation is not None else {"kind": "sign"}
+    for weights in (state["model"], state.get("ema"), (state.get("best") or {}).get("model")):
+        if weights is not None:
+            weights.pop("code_rotation", None)
+    state["format"] = 2
     return state

@@ -20,7 +20,7 @@ from torch import nn
 from hhlib.quantize import binarize
 from hhlib.relevance import relevant
 
-__all__ = ["WeightedLikelihoodLoss", "pairwise_likelihood"]
+__all__ = ["WeightedLikelihoodLoss", "pairwise_likelihood", "balanced_mean", "weighted_likelihood"]
 
 
 def pairwise_likelihood(theta: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
@@ -29,6 +29,30 @@ def pairwise_likelihood(theta: torch.Tensor, similar: torch.Tensor) -> torch.Ten
     Written as ``log(1 + e^-|theta|) + max(theta, 0)`` so it never overflows.
     """
     return torch.log1p(torch.exp(-theta.abs())) + theta.clamp(min=0) - similar * theta
+
+
+def balanced_mean(values: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
+    """Mean of pair ``values`` with similar and dissimilar pairs weighing half each (HashNet's weights).
+
+    A similar pair weighs ``S / S1`` and a dissimilar one ``S / S0``, with
+    S1, S0 the counts of each and S all pairs, so that the rare similar
+    pairs (one in ten for ten balanced classes) count as much as the rest.
+    """
+    total = similar.numel()
+    positives = similar.sum()
+    negatives = total - positives
+    # clamp: a batch with no positive (or no negative) pair has nothing to weigh there
+    weight = torch.where(similar > 0, total / positives.clamp(min=1), total / negatives.clamp(min=1))
+    return (weight * values).sum() / total
+
+
+def weighted_likelihood(
+    u: torch.Tensor, bank: torch.Tensor, similar: torch.Tensor, alpha: float, smoothing: float = 0.0
+) -> torch.Tensor:
+    """HybridHash's loss of codes ``u`` (B, bits) against ``bank`` (M, bits), ``similar`` (B, M) in {0, 1}."""
+    theta = alpha * (u @ bank.T)  # (B, M)
+    target = similar * (1 - smoothing) + smoothing / 2 if smoothing else similar
+    return balanced_mean(pairwise_likelihood(theta, target), similar)
 
 
 class WeightedLikelihoodLoss(nn.Module):
@@ -91,16 +115,7 @@ class WeightedLikelihoodLoss(nn.Module):
         self.Y[ind] = y
 
         similar = relevant(y, self.Y).float()  # (B, num_train)
-        theta = self.alpha * (u @ self.U.T)  # (B, num_train)
-        target = similar * (1 - self.smoothing) + self.smoothing / 2 if self.smoothing else similar
-        nll = pairwise_likelihood(theta, target)
-
-        total = similar.numel()
-        positives = similar.sum()
-        negatives = total - positives
-        # clamp: a batch with no positive (or no negative) pair has nothing to weigh there
-        weight = torch.where(similar > 0, total / positives.clamp(min=1), total / negatives.clamp(min=1))
-        return (weight * nll).sum() / total
+        return weighted_likelihood(u, self.U, similar, self.alpha, self.smoothing)
 
     def _check(self, u: torch.Tensor, y: torch.Tensor, ind: torch.Tensor) -> None:
         num_train, bits = self.U.shape

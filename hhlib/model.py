@@ -30,7 +30,7 @@ from torch import nn
 
 from hhlib.quantize import Quantizer, SignQuantizer
 
-__all__ = ["HybridHashConfig", "HybridHash", "blockify", "deblockify"]
+__all__ = ["HashModel", "HybridHashConfig", "HybridHash", "blockify", "deblockify"]
 
 
 @dataclass(frozen=True)
@@ -283,11 +283,13 @@ class Level(nn.Module):
 
 
 class HashHead(nn.Module):
-    """(B, C, b, b) -> relaxed codes (B, bits) in (-1, 1).
+    """(B, C, b, b) -> one value per bit (B, bits), before the final tanh.
 
     The same local + global design as the interaction module: a separable
     1x3 / 3x1 convolution and a global attention branch, then max-pooling,
-    a 1x1 convolution to ``bits`` channels, global average pooling and tanh.
+    a 1x1 convolution to ``bits`` channels and global average pooling. The
+    tanh after it is the model's ``activation``, which a hashing method may
+    replace (HashNet's sharpening tanh, DPSH's linear output).
     """
 
     def __init__(self, dim: int, bits: int, block_size: int, num_heads: int) -> None:
@@ -301,10 +303,52 @@ class HashHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, b, b)
         x = self.conv_3x1(self.conv_1x3(x)) + self.global_attn(x)
         x = self.to_bits(self.pool(x))  # (B, bits, b/2, b/2)
-        return torch.tanh(x.mean(dim=(2, 3)))  # (B, bits)
+        return x.mean(dim=(2, 3))  # (B, bits)
 
 
-class HybridHash(nn.Module):
+class HashModel(nn.Module):
+    """What every hashing network of hhlib is: features, a hash head, an activation and a quantiser.
+
+    ``forward`` gives the relaxed codes that a loss scores,
+    ``activation(hash_head(forward_features(x)))``; ``encode`` gives bits.
+    A hashing method (:mod:`hhlib.methods`) may swap the head or the
+    activation before training (docs/DESIGN.md, "Methods and backbones").
+    """
+
+    config: object  # a frozen dataclass with at least img_size, in_chans, bits and to_dict()
+    hash_head: nn.Module
+    activation: nn.Module
+    quantizer: Quantizer
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_input(self, x: torch.Tensor) -> None:
+        c = self.config
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c.in_chans, c.img_size, c.img_size):
+            raise ValueError(
+                f"this {type(self).__name__} expects (B, {c.in_chans}, {c.img_size}, {c.img_size}) images, "
+                f"got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Relaxed codes (B, bits), the input of the loss; in (-1, 1) with the default tanh."""
+        return self.activation(self.hash_head(self.forward_features(x)))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Binary codes in {-1, +1} (float): ``self.quantizer`` applied to the relaxed codes."""
+        return self.quantizer(self(x))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return set()
+
+
+class HybridHash(HashModel):
     """HybridHash: images (B, in_chans, S, S) -> relaxed hash codes (B, bits).
 
     Args:
@@ -327,6 +371,7 @@ class HybridHash(nn.Module):
         self.levels = nn.Sequential(*levels)
         self.norm = LayerNorm2d(config.embed_dims[-1], eps=config.layer_norm_eps)
         self.hash_head = HashHead(config.embed_dims[-1], config.bits, b, config.interaction_heads)
+        self.activation: nn.Module = nn.Tanh()
         # How relaxed codes become bits; not part of the network, saved beside it (hhlib.quantize).
         self.quantizer: Quantizer = SignQuantizer()
         self.apply(_init_weights)
@@ -335,26 +380,10 @@ class HybridHash(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, S, S) -> (B, C_last, b, b)."""
-        c = self.config
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c.in_chans, c.img_size, c.img_size):
-            raise ValueError(
-                f"this HybridHash expects (B, {c.in_chans}, {c.img_size}, {c.img_size}) images, got {tuple(x.shape)}"
-            )
+        self.check_input(x)
         x = self.patch_embed(x)  # (B, C0, G, G)
         x = self.levels(x)  # (B, C_last, b, b)
         return self.norm(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Relaxed codes in (-1, 1), the input of the loss."""
-        return self.hash_head(self.forward_features(x))
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Binary codes in {-1, +1} (float): ``self.quantizer`` applied to the relaxed codes."""
-        return self.quantizer(self(x))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:

@@ -1,8 +1,8 @@
 """The preset table: each way of training hhlib knows, in one place.
 
-A :class:`Preset` names a model configuration, a training recipe, the input
-size, which datasets are augmented, how the network is initialised and how
-its codes are quantised. The command line, run folders, tutorials and
+A :class:`Preset` names a model configuration, a training recipe (shared by
+every method, with what a method needs of its own on top), the input size,
+which datasets are augmented and how the network is initialised. The command line, run folders, tutorials and
 benchmarks all read :data:`PRESETS` (docs/DESIGN.md, "Presets"); how the CPU
 recipe was found is told in docs/cpu_preset.md.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hhlib.backbones import check_backbone
+from hhlib.cnn import HashCNNConfig
 from hhlib.model import HybridHashConfig
 from hhlib.train import TrainConfig
 
@@ -20,24 +22,37 @@ __all__ = ["Preset", "PRESETS", "get_preset", "preset_configs"]
 
 @dataclass(frozen=True)
 class Preset:
-    """One way to train: model, recipe, input size, augmentation, initialisation, quantiser."""
+    """One way to train: model, recipe, input size, augmentation, initialisation."""
 
     name: str
-    model: Callable[..., HybridHashConfig]  # bits -> the model configuration
-    recipe: dict  # TrainConfig fields that differ from its defaults (the paper's recipe)
+    model: Callable[..., HybridHashConfig]  # bits -> the HybridHash configuration
+    recipe: dict  # TrainConfig fields that differ from its defaults (the paper's recipe), for every method
     img_size: int  # input side in pixels; images are resized to it
     dataset: str  # the dataset it is made for (benchmarks, the tutorial's default)
-    initialisation: str  # "scratch", or "nest": ImageNet NesT-B weights (hhlib.weights)
-    quantizer: str = "sign"  # how relaxed codes become bits (hhlib.quantize)
+    initialisation: str  # "scratch", or "nest": ImageNet NesT-B weights (hhlib.weights), HybridHash backbone only
+    methods: dict[str, dict] = field(default_factory=dict)  # method -> TrainConfig fields of its own under this preset
     unaugmented: frozenset[str] = field(default_factory=frozenset)  # datasets trained without augmentation
     description: str = ""
 
-    def model_config(self, bits: int) -> HybridHashConfig:
+    def model_config(self, bits: int, backbone: str = "hybridhash") -> HybridHashConfig | HashCNNConfig:
+        """The configuration of ``backbone`` at ``bits`` bits and this preset's input size."""
+        if check_backbone(backbone) == "cnn":
+            return HashCNNConfig(bits=bits, img_size=self.img_size)
         return self.model(bits=bits, img_size=self.img_size)
 
-    def train_config(self, **overrides) -> TrainConfig:
-        """The recipe, with ``overrides`` (TrainConfig fields) in place of its values."""
-        return TrainConfig(**{**self.recipe, **overrides})
+    def train_config(self, method: str = "hybridhash", **overrides) -> TrainConfig:
+        """The recipe of ``method``, with ``overrides`` (TrainConfig fields) in place of its values.
+
+        ``method_options`` in ``overrides`` are merged into the preset's options for the method.
+        """
+        recipe = {**self.recipe, **self.methods.get(method, {})}
+        options = {**recipe.pop("method_options", {}), **overrides.pop("method_options", {})}
+        return TrainConfig(**{**recipe, **overrides, "method": method, "method_options": options})
+
+    @property
+    def quantizer(self) -> str:
+        """The quantiser of HybridHash's own method under this preset."""
+        return self.train_config().quantizer
 
     def augments(self, dataset: str) -> bool:
         """Whether the training split of ``dataset`` is augmented under this preset."""
@@ -54,20 +69,23 @@ PRESETS: dict[str, Preset] = {
             batch_size=32,
             optimizer="adamw",
             lr=1e-3,
-            alpha=1.0,
             weight_decay=0.05,
             schedule="cosine",
             warmup_epochs=2.0,
             grad_clip=1.0,
             ema_decay=0.998,
-            binary_bank=True,
-            smoothing=0.03,
             eval_every=None,  # once, at the end: encoding 65,000 images costs several epochs
         ),
         img_size=32,
         dataset="fashion-mnist",
         initialisation="scratch",
-        quantizer="rotation",
+        methods={
+            # docs/cpu_preset.md: a bank of signs (section 2), smoothed targets and signs in a random basis (6)
+            "hybridhash": dict(
+                method_options=dict(alpha=1.0, binary_bank=True, smoothing=0.03),
+                quantizer="rotation",
+            ),
+        },
         description="the 0.83 M-parameter model at 32 px, from scratch, about 13 minutes on 2 CPU cores",
     ),
     "paper": Preset(
@@ -90,7 +108,9 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def preset_configs(name: str, bits: int, **overrides) -> tuple[HybridHashConfig, TrainConfig]:
-    """The model configuration and recipe of preset ``name`` at ``bits`` bits."""
+def preset_configs(
+    name: str, bits: int, method: str = "hybridhash", backbone: str = "hybridhash", **overrides
+) -> tuple[HybridHashConfig | HashCNNConfig, TrainConfig]:
+    """The model configuration and the recipe of ``method`` under preset ``name`` at ``bits`` bits."""
     preset = get_preset(name)
-    return preset.model_config(bits), preset.train_config(**overrides)
+    return preset.model_config(bits, backbone), preset.train_config(method, **overrides)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
+from hhlib.backbones import build_model
 from hhlib.checkpoint import write_json
-from hhlib.model import HybridHash
+from hhlib.methods import METHODS
+from hhlib.model import HashModel, HybridHash
 from hhlib.presets import get_preset
-from hhlib.quantize import make_quantizer
 from hhlib.train import History, fit, load_model, resolve_device
 
 __all__ = ["nest_initialiser", "train_run", "load_run", "train_or_load"]
@@ -69,6 +70,8 @@ def train_run(
     preset: str,
     run_dir: str | os.PathLike,
     *,
+    method: str = "hybridhash",
+    backbone: str = "hybridhash",
     resume: bool = True,
     device=None,
     progress: bool = True,
@@ -78,13 +81,15 @@ def train_run(
     on_epoch=None,
     load_seconds: float = 0.0,
     **train_overrides,
-) -> tuple[HybridHash, dict]:
+) -> tuple[HashModel, dict]:
     """Train one model into ``run_dir`` and write ``metrics.json`` there.
 
     Args:
         data: a :func:`hhlib.data.get_dataset` result whose images fit the preset.
         bits, preset: the code length and ``"cpu"`` or ``"paper"``.
         run_dir: the run folder (``OUT/bits{B}``).
+        method, backbone: the hashing method (:data:`hhlib.methods.METHODS`) and the
+            network (:data:`hhlib.backbones.BACKBONES`).
         resume: continue from ``run_dir/checkpoint.pt`` if a run was cut short.
         pretrained: a callable given the fresh model (NesT-B initialisation);
             it returns a short description of the weights it loaded, or None.
@@ -97,15 +102,15 @@ def train_run(
     """
     run_dir, device, start = Path(run_dir), resolve_device(device), time.perf_counter()
     spec = get_preset(preset)
-    model_config, train_config = spec.model_config(bits), spec.train_config(seed=seed, **train_overrides)
+    model_config = spec.model_config(bits, backbone)
+    train_config = spec.train_config(method, seed=seed, **train_overrides)
     if model_config.img_size != data.img_size:
         raise ValueError(
             f"the {preset} preset takes {model_config.img_size} px images; the data was loaded at {data.img_size} px"
         )
     torch.manual_seed(seed)
-    model = HybridHash(model_config)
-    model.quantizer = make_quantizer(spec.quantizer, bits)
-    source = pretrained(model) if pretrained is not None else None
+    model = build_model(backbone, model_config)
+    source = pretrained(model) if pretrained is not None and isinstance(model, HybridHash) else None
     meta = {"dataset": data.name, "preset": preset, **(meta or {})}
     history = fit(model, data, train_config, run_dir, resume, device, progress, meta, on_epoch)
     metrics = {
@@ -114,6 +119,10 @@ def train_run(
         "total_seconds": round(time.perf_counter() - start + load_seconds, 1),
         "device": str(device),
         "pretrained": source,
+        "method": method,
+        "backbone": backbone,
+        "family": METHODS[method].family,
+        "method_options": train_config.method_options,
         **meta,
         "history": history.to_dict(),
     }
@@ -138,7 +147,7 @@ def run_metrics(data, history: History, epochs: int) -> dict:
     }
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[HybridHash, dict]:
+def load_run(run_dir: str | os.PathLike) -> tuple[HashModel, dict]:
     """The best model and the metrics of a finished run folder."""
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.json"
@@ -148,7 +157,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[HybridHash, dict]:
     return model, json.loads(metrics_path.read_text())
 
 
-def train_or_load(data, bits: int, preset: str, run_dir: str | os.PathLike, **kwargs) -> tuple[HybridHash, dict]:
+def train_or_load(data, bits: int, preset: str, run_dir: str | os.PathLike, **kwargs) -> tuple[HashModel, dict]:
     """Load a finished run from ``run_dir``, or train it there (resuming a cut-short run).
 
     A finished run made on other data (another dataset, split seed or size)
@@ -158,11 +167,15 @@ def train_or_load(data, bits: int, preset: str, run_dir: str | os.PathLike, **kw
     if (run_dir / "metrics.json").is_file():
         model, metrics = load_run(run_dir)
         sizes = {"train": len(data.train), "query": len(data.query), "database": len(data.database)}
+        wanted = {"method": kwargs.get("method", "hybridhash"), "backbone": kwargs.get("backbone", "hybridhash")}
+        found = {k: metrics.get(k, "hybridhash") for k in wanted}  # runs from before methods were HybridHash's
         if metrics.get("dataset") != data.name or metrics.get("sizes") != sizes or metrics.get("bits") != bits:
             raise ValueError(
                 f"{run_dir} holds a run on {metrics.get('dataset')} {metrics.get('sizes')} "
                 f"with {metrics.get('bits')} bits, not {data.name} {sizes} with {bits} bits; "
                 "remove it or choose another folder"
             )
+        if found != wanted:
+            raise ValueError(f"{run_dir} holds a {found} run, not {wanted}; remove it or choose another folder")
         return model, metrics
     return train_run(data, bits, preset, run_dir, **kwargs)

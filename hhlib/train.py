@@ -29,11 +29,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from hhlib.backbones import backbone_name, build_model
 from hhlib.checkpoint import load_checkpoint, save_checkpoint
-from hhlib.losses import WeightedLikelihoodLoss
+from hhlib.methods import METHODS, Method, check_method, make_method
 from hhlib.metrics import retrieval_scores
-from hhlib.model import HybridHash, HybridHashConfig
-from hhlib.quantize import Quantizer
+from hhlib.model import HashModel
+from hhlib.quantize import QUANTIZERS, Quantizer, make_quantizer
 
 __all__ = [
     "TrainConfig",
@@ -58,6 +59,8 @@ COLLAPSED_LOSS = 2 * math.log(2)
 
 def _field(default, help: str, choices: tuple | None = None):
     """A TrainConfig field whose help (and choices) the command line shows."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help, "choices": choices})
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
@@ -82,9 +85,9 @@ class TrainConfig:
     ema_decay: float | None = _field(
         None, "evaluate a moving average of the weights with this decay (none: the weights)"
     )
-    alpha: float = _field(0.5, "theta = alpha * u . U in the loss")
-    binary_bank: bool = _field(False, "the loss's memory bank holds sign(u), not u (the paper)")
-    smoothing: float = _field(0.0, "pairwise targets 1 - s/2 and s/2 instead of 1 and 0 (the paper)")
+    method: str = _field("hybridhash", "the hashing method: its loss and state (hhlib.methods)", tuple(METHODS))
+    method_options: dict = _field({}, "the method's hyper-parameters that differ from its paper's")
+    quantizer: str = _field("sign", "how relaxed codes become bits (hhlib.quantize)", tuple(QUANTIZERS))
     eval_every: int | None = _field(3, "epochs between mAP evaluations (none: only after the last epoch)")
     amp: str = _field("auto", "mixed precision: auto is bf16 or fp16 on CUDA, off on a CPU", AMP_MODES)
     channels_last: bool = _field(True, "channels-last memory format (CUDA only)")
@@ -98,13 +101,19 @@ class TrainConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         check_amp(self.amp)
+        check_method(self.method)
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {tuple(QUANTIZERS)}, got {self.quantizer!r}")
+        unknown = sorted(set(self.method_options) - set(METHODS[self.method].defaults()))
+        if unknown:
+            raise ValueError(
+                f"{self.method} takes the options {sorted(METHODS[self.method].defaults())}, not {unknown}"
+            )
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.smoothing < 1:
-            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
 
     def evaluates_after(self, epoch: int) -> bool:
         """Whether the model is evaluated after ``epoch`` (always after the last)."""
@@ -255,17 +264,25 @@ def evaluate(
     amp: str = "auto",
     num_workers: int | None = None,
     ks: Sequence[int] = (1, 10, 100, 1000),
+    database_codes: np.ndarray | None = None,
 ) -> dict:
     """Encode the query and database splits of ``data`` and score them: the one evaluator of hhlib.
 
     mAP at the dataset's top K (ties by database index, and expected over
     ties), precision within Hamming radius 2 and precision at each of ``ks``
     that the database holds, all from one count of the distances (:func:`hhlib.metrics.retrieval_scores`).
+    ``database_codes`` are the database's codes when a method learned them
+    directly (``Method.database == "learned"``); by default the model encodes the database.
     """
     start = time.perf_counter()
     kw = dict(batch_size=batch_size, device=device, progress=progress, amp=amp, num_workers=num_workers)
     query = encode(model, data.query, desc="encode query", **kw)
-    database = encode(model, data.database, desc="encode database", **kw)
+    if database_codes is None:
+        database = encode(model, data.database, desc="encode database", **kw)
+    elif len(database_codes) != len(data.database):
+        raise ValueError(f"{len(database_codes)} database codes for a database of {len(data.database)} items")
+    else:
+        database = np.asarray(database_codes, dtype=np.int8)
     encode_seconds = time.perf_counter() - start
     ks = [k for k in ks if k <= len(database)] or [len(database)]
     scores = retrieval_scores(query, database, data.query.labels, data.database.labels, topk=data.topk, ks=ks)
@@ -283,18 +300,29 @@ def evaluate(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def load_model(path: str | os.PathLike, best: bool = True) -> tuple[HybridHash, dict]:
-    """A HybridHash and its quantiser from a checkpoint (its best weights unless ``best=False``), and the checkpoint."""
+def load_model(path: str | os.PathLike, best: bool = True) -> tuple[HashModel, dict]:
+    """The network and its quantiser from a checkpoint (its best weights unless ``best=False``), and the checkpoint.
+
+    The backbone is rebuilt from its configuration and given the head and
+    activation of the method it was trained with, then the weights are loaded.
+    """
     state = load_checkpoint(path)
     try:
-        model = HybridHash(HybridHashConfig(**state["model_config"]))
+        model = build_model(state["backbone"], state["model_config"])
+        config = state["train_config"]
+        make_method(config["method"], model.config.bits, config["method_options"]).adapt(model)
         weights = state["best"]["model"] if best and state.get("best") else state["model"]
         model.load_state_dict(weights)
         model.quantizer = Quantizer.from_state(state["quantizer"])
-    except (KeyError, TypeError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path} is not a HybridHash checkpoint this hhlib can load ({first})") from None
+        raise ValueError(f"{path} is not an hhlib model checkpoint this hhlib can load ({first})") from None
     return model.eval(), state
+
+
+def train_labels(data) -> torch.Tensor:
+    """The training split's 0/1 label matrix (num_train, num_classes), float32: what a method sizes its state by."""
+    return torch.as_tensor(np.asarray(data.train.labels), dtype=torch.float32)
 
 
 def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
@@ -342,10 +370,10 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_e
 class TrainState:
     """Everything a run changes while it trains, and what its checkpoint holds."""
 
-    model: HybridHash
+    model: HashModel
     config: TrainConfig
     device: torch.device
-    criterion: WeightedLikelihoodLoss
+    method: Method
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -359,22 +387,26 @@ class TrainState:
             self.forward = torch.compile(self.model) if self.config.compile else self.model
 
     @classmethod
-    def start(cls, model: HybridHash, data, config: TrainConfig, device: torch.device) -> TrainState:
+    def start(cls, model: HashModel, data, config: TrainConfig, device: torch.device) -> TrainState:
+        """A fresh state: the method adapts the model's output, sizes its state, then the optimiser is built."""
+        method = make_method(config.method, model.config.bits, config.method_options)
+        method.adapt(model)
+        method.setup(train_labels(data))
+        if model.quantizer.kind != config.quantizer:
+            model.quantizer = make_quantizer(config.quantizer, model.config.bits)
         model.to(device)
+        method.to(device)
         if device.type == "cuda" and config.channels_last:
             model.to(memory_format=torch.channels_last)
-        criterion = WeightedLikelihoodLoss(
-            len(data.train), data.num_classes, model.config.bits, config.alpha, config.binary_bank, config.smoothing
-        ).to(device)
         optimizer = _optimizer(model, config)
         scheduler = _schedule(optimizer, config, math.ceil(len(data.train) / config.batch_size))
         scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(config.amp, device) == torch.float16)
         # The average starts as a copy and warms up, so early evaluations are meaningful.
         ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
-        return cls(model, config, device, criterion, optimizer, scheduler, scaler, ema)
+        return cls(model, config, device, method, optimizer, scheduler, scaler, ema)
 
     @property
-    def evaluated(self) -> HybridHash:
+    def evaluated(self) -> HashModel:
         """The weights that are evaluated and kept: the moving average when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
@@ -394,8 +426,9 @@ class TrainState:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "loss": self.criterion.state_dict(),
+            "method_state": self.method.state_dict(),
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "backbone": backbone_name(self.model),
             "model_config": self.model.config.to_dict(),
             "train_config": asdict(self.config),
             "history": self.history.to_dict(),
@@ -410,17 +443,19 @@ class TrainState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.criterion.load_state_dict(state["loss"])
+        self.method.load_state_dict(state["method_state"])
         if self.ema is not None:
             self.ema.module.load_state_dict(state["ema"])
         self.history, self.best = History(**state["history"]), state["best"]
         return state["epoch"] + 1
 
 
-def _check_resumable(state: dict, model: HybridHash, config: TrainConfig, meta: dict) -> None:
+def _check_resumable(state: dict, model: HashModel, config: TrainConfig, meta: dict) -> None:
     """Refuse to continue a run with another model, quantiser, recipe or data."""
     differences = []
-    if state["model_config"] != model.config.to_dict():
+    if state["backbone"] != backbone_name(model):
+        differences.append(f"backbone ({state['backbone']} in the checkpoint, {backbone_name(model)} now)")
+    elif state["model_config"] != model.config.to_dict():
         differences.append("model configuration")
     if state["quantizer"]["kind"] != model.quantizer.kind:
         differences.append(f"quantizer ({state['quantizer']['kind']} in the checkpoint, {model.quantizer.kind} now)")
@@ -428,6 +463,9 @@ def _check_resumable(state: dict, model: HybridHash, config: TrainConfig, meta: 
     current = {k: v for k, v in asdict(config).items() if k not in free}
     # A field the checkpoint lacks was added later; its default is how that run trained.
     saved = {k: v for k, v in {**asdict(TrainConfig()), **state["train_config"]}.items() if k in current}
+    # Options are compared as the method sees them: an option left at its default equals it given.
+    for options in (current, saved):
+        options["method_options"] = {**METHODS[options["method"]].defaults(), **options["method_options"]}
     if saved != current:
         changed = sorted(k for k in current if saved[k] != current[k])
         differences.append(f"training configuration ({', '.join(changed)})")
@@ -456,6 +494,8 @@ def train_one_epoch(
     amp_dtype = _amp_dtype(config.amp, device)
     loader = _loader(dataset, config.batch_size, device, config.num_workers, True, _seed_epoch(config.seed, epoch))
     model.train()
+    state.method.train()
+    state.method.begin_epoch(epoch, config.epochs)
     start, total_loss, seen = time.perf_counter(), 0.0, 0
     batches = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
     for batch, (images, labels, index) in enumerate(batches, 1):
@@ -465,7 +505,7 @@ def train_one_epoch(
         labels, index = labels.to(device, non_blocking=True), index.to(device, non_blocking=True)
         with _autocast(device, amp_dtype):
             u = state.forward(images)
-        loss = state.criterion(u.float(), labels, index)
+        loss = state.method(u.float(), labels, index)  # the loss stays in float32 under autocast
         if not torch.isfinite(loss):
             where = f" ({checkpoint} holds epoch {epoch - 1})" if checkpoint and epoch > 1 else ""
             raise NonFiniteLossError(
@@ -511,7 +551,7 @@ def _warn_if_collapsed(record: dict) -> None:
 
 
 def fit(
-    model: HybridHash,
+    model: HashModel,
     data,
     config: TrainConfig | None = None,
     out_dir: str | os.PathLike | None = None,
@@ -523,10 +563,11 @@ def fit(
 ) -> History:
     """Train ``model`` in place on ``data`` (a :func:`hhlib.data.get_dataset` result); return the :class:`History`.
 
-    ``config`` defaults to the paper's recipe. With ``out_dir``, ``checkpoint.pt`` is written there
-    after every epoch and ``resume`` continues from it. ``meta`` (dataset, split seed...) is stored in
-    the checkpoint; ``on_epoch(history)`` is called after every epoch. The model ends with the weights
-    of its best evaluation (the moving average's when ``config.ema_decay`` is set).
+    ``config`` defaults to the paper's recipe, and names the method (HybridHash's loss by default). With
+    ``out_dir``, ``checkpoint.pt`` is written there after every epoch and ``resume`` continues from it.
+    ``meta`` (dataset, split seed...) is stored in the checkpoint; ``on_epoch(history)`` is called after
+    every epoch. The model ends with the weights of its best evaluation (the moving average's when
+    ``config.ema_decay`` is set).
     """
     config = config or TrainConfig()
     state = TrainState.start(model, data, config, resolve_device(device))
@@ -537,6 +578,8 @@ def fit(
         first = state.load_state_dict(load_checkpoint(path), meta)
         if progress:
             tqdm.write(f"resuming from {path} after epoch {first - 1}")
+    else:
+        state.method.prepare(train_labels(data).to(state.device))
     epochs = tqdm(
         range(first, config.epochs + 1), "epochs", disable=not progress, initial=first - 1, total=config.epochs
     )
@@ -546,8 +589,15 @@ def fit(
         _warn_if_collapsed(record)
         postfix = {"loss": f"{record['loss']:.4f}"}
         if config.evaluates_after(epoch):
+            learned = state.method.database_codes()
             result = evaluate(
-                state.evaluated, data, state.device, progress, config.eval_batch_size, num_workers=config.num_workers
+                state.evaluated,
+                data,
+                state.device,
+                progress,
+                config.eval_batch_size,
+                num_workers=config.num_workers,
+                database_codes=None if learned is None else learned.cpu().numpy(),
             )
             state.keep_if_best(epoch, result)
             postfix["mAP"] = f"{result['map']:.4f}"

@@ -171,7 +171,8 @@ def test_every_recipe_field_has_a_flag_that_reaches_the_recipe(monkeypatch):
         "1e-4",
         "--grad-clip",
         "none",
-        "--no-binary-bank",
+        "--method-option",
+        "binary_bank=False",
         "--optimizer",
         "rmsprop",
         "--seed",
@@ -184,10 +185,10 @@ def test_every_recipe_field_has_a_flag_that_reaches_the_recipe(monkeypatch):
         "1",
     ]
     assert main(["train", "--dataset", "digits", "--limit", "32", "--quiet", "--out", "/tmp/unused", *flags]) == 0
-    assert {k: seen[k] for k in ("lr", "grad_clip", "binary_bank", "optimizer", "seed", "eval_every")} == {
+    assert {k: seen[k] for k in ("lr", "grad_clip", "method_options", "optimizer", "seed", "eval_every")} == {
         "lr": 1e-4,
         "grad_clip": None,
-        "binary_bank": False,
+        "method_options": {"binary_bank": False},
         "optimizer": "rmsprop",
         "seed": 3,
         "eval_every": 2,
@@ -197,7 +198,9 @@ def test_every_recipe_field_has_a_flag_that_reaches_the_recipe(monkeypatch):
     parser_help = __import__("hhlib.__main__", fromlist=["build_parser"]).build_parser()
     train_help = parser_help._subparsers._group_actions[0].choices["train"].format_help()
     for name in TrainConfig.help():
-        flag = "--workers" if name == "num_workers" else "--" + name.replace("_", "-")
+        flag = {"num_workers": "--workers", "method_options": "--method-option"}.get(
+            name, "--" + name.replace("_", "-")
+        )
         assert flag in train_help, flag
 
 
@@ -207,7 +210,14 @@ def test_every_recipe_field_has_a_flag_that_reaches_the_recipe(monkeypatch):
         (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
         (["--optimizer", "sgd"], "argument --optimizer: invalid choice: 'sgd'"),
         (["--lr", "-1"], "lr must be positive, got -1.0"),
-        (["--smoothing", "2"], "smoothing must be in [0, 1), got 2.0"),
+        (["--method-option", "smoothing=2"], "smoothing must be in [0, 1), got 2"),
+        (
+            ["--method-option", "beta=2"],
+            "hybridhash takes the options ['alpha', 'binary_bank', 'smoothing'], not ['beta']",
+        ),
+        (["--method-option", "alpha"], "--method-option takes KEY=VALUE, got 'alpha'"),
+        (["--method", "nope"], "argument --method: invalid choice: 'nope'"),
+        (["--backbone", "vgg"], "argument --backbone: invalid choice: 'vgg'"),
     ],
 )
 def test_a_bad_recipe_value_is_one_line(capsys, tmp_path, flags, message):

@@ -14,6 +14,7 @@ from synthetic import synthetic_data
 
 from hhlib import HybridHash, HybridHashConfig
 from hhlib.checkpoint import load_checkpoint
+from hhlib.methods.hybridhash import HybridHashLoss
 from hhlib.metrics import mean_average_precision
 from hhlib.presets import PRESETS
 from hhlib.quantize import make_quantizer
@@ -102,27 +103,27 @@ def test_resume_refuses_another_recipe(fashion_subset, tmp_path):
 
 def test_the_cpu_preset_keeps_the_signs_of_the_codes_in_the_bank(fashion_subset, tmp_path):
     fit(tiny_model(), fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path / "binary", progress=False)
-    bank = load_checkpoint(tmp_path / "binary" / "checkpoint.pt")["loss"]["U"]
+    bank = load_checkpoint(tmp_path / "binary" / "checkpoint.pt")["method_state"]["U"]
     assert set(bank.unique().tolist()) == {-1.0, 1.0}  # every training image seen once
     fit(
         tiny_model(),
         fashion_subset,
-        cpu_recipe(epochs=1, binary_bank=False),
+        cpu_recipe(epochs=1, method_options={"binary_bank": False}),
         out_dir=tmp_path / "relaxed",
         progress=False,
     )
-    bank = load_checkpoint(tmp_path / "relaxed" / "checkpoint.pt")["loss"]["U"]
+    bank = load_checkpoint(tmp_path / "relaxed" / "checkpoint.pt")["method_state"]["U"]
     assert bank.abs().max() < 1 and bank.abs().min() > 0
 
 
 def test_a_checkpoint_from_before_a_new_field_resumes_with_its_default(fashion_subset, tmp_path):
-    config = cpu_recipe(epochs=1, binary_bank=False)
+    config = cpu_recipe(epochs=1, quantizer="sign")
     fit(tiny_model(), fashion_subset, config, out_dir=tmp_path, progress=False)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
-    del state["train_config"]["binary_bank"]  # as written before the field existed
+    del state["train_config"]["quantizer"]  # as written before the field existed
     torch.save(state, tmp_path / "checkpoint.pt")
     fit(tiny_model(), fashion_subset, config, out_dir=tmp_path, resume=True, progress=False)
-    with pytest.raises(ValueError, match="another training configuration"):
+    with pytest.raises(ValueError, match=r"training configuration \(quantizer\)"):
         fit(tiny_model(), fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path, resume=True, progress=False)
 
 
@@ -169,7 +170,7 @@ def test_a_killed_run_resumes_to_the_same_final_state(tmp_path):
     assert resumed["epoch"] == uninterrupted["epoch"] == 4
     for name, value in uninterrupted["model"].items():
         assert torch.equal(resumed["model"][name], value), name
-    assert torch.equal(resumed["loss"]["U"], uninterrupted["loss"]["U"])
+    assert torch.equal(resumed["method_state"]["U"], uninterrupted["method_state"]["U"])
     assert resumed["history"]["best_map"] == uninterrupted["history"]["best_map"]
     assert [e["loss"] for e in resumed["history"]["epochs"]] == [e["loss"] for e in uninterrupted["history"]["epochs"]]
 
@@ -191,11 +192,13 @@ def test_paper_recipe_is_the_papers():
         config.lr,
         config.weight_decay,
         config.batch_size,
-        config.alpha,
+        config.method,
+        config.method_options,
         config.eval_every,
         config.epochs,
-    ) == ("rmsprop", 2.5e-5, 1e-5, 64, 0.5, 3, 15)
-    assert not config.binary_bank and cpu_recipe().binary_bank  # the paper's bank is relaxed
+    ) == ("rmsprop", 2.5e-5, 1e-5, 64, "hybridhash", {}, 3, 15)
+    assert HybridHashLoss.defaults() == {"alpha": 0.5, "binary_bank": False, "smoothing": 0.0}  # the paper's
+    assert cpu_recipe().method_options["binary_bank"]  # the CPU preset's bank holds signs
 
 
 def test_collapsed_codes_are_reported(fashion_subset):
@@ -230,14 +233,13 @@ def test_the_quantizer_is_saved_beside_the_weights_and_restored(fashion_subset, 
     model.quantizer = make_quantizer("rotation", 16)
     fit(model, fashion_subset, cpu_recipe(epochs=1), out_dir=tmp_path, progress=False)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert state["format"] == 2 and state["quantizer"]["kind"] == "rotation" and "rng" not in state
+    assert state["format"] == 3 and state["quantizer"]["kind"] == "rotation" and "rng" not in state
     assert not any("rotation" in name for name in state["model"])
     restored, _ = load_model(tmp_path / "checkpoint.pt")
     assert torch.equal(restored.quantizer.rotation, model.quantizer.rotation)
     # a resumed run must quantise as it did
-    other = tiny_model()
     with pytest.raises(ValueError, match=r"quantizer \(rotation in the checkpoint, sign now\)"):
-        fit(other, fashion_subset, cpu_recipe(epochs=2), out_dir=tmp_path, resume=True, progress=False)
+        fit(tiny_model(), fashion_subset, cpu_recipe(epochs=2, quantizer="sign"), out_dir=tmp_path, resume=True)
 
 
 def test_a_format_1_checkpoint_loads_with_its_rotation(fashion_subset, tmp_path):
@@ -253,7 +255,7 @@ def test_a_format_1_checkpoint_loads_with_its_rotation(fashion_subset, tmp_path)
     state["model_config"]["code_rotation"] = True
     torch.save(state, tmp_path / "old.pt")
     restored, upgraded = load_model(tmp_path / "old.pt")
-    assert upgraded["format"] == 2 and "rng" not in upgraded and "code_rotation" not in upgraded["model_config"]
+    assert upgraded["format"] == 3 and "rng" not in upgraded and "code_rotation" not in upgraded["model_config"]
     assert torch.equal(restored.quantizer.rotation, rotation)
     x = fashion_subset.query[0][0][None]
     assert torch.equal(restored.encode(x), load_model(tmp_path / "checkpoint.pt")[0].encode(x))
