@@ -131,7 +131,7 @@ def _upgrade(state: dict) -> dict:
 
 
 def _upgrade_2_to_3(state: dict) -> dict:
-    """Format 2 -> 3: every run was HybridHash's loss on its backbone; the loss's recipe fields become method options."""
+    """Format 2 -> 3: every run was HybridHash's loss on its backbone; its recipe fields become method options."""
     state = dict(state)
     config = dict(state.get("train_config", {}))
     options = {k: config.pop(k) for k in _HYBRIDHASH_OPTIONS if k in config}
