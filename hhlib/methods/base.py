@@ -38,27 +38,6 @@ class ScaledTanh(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.scale * z)
 
-    def register_bank(self, labels: torch.Tensor) -> None:
-        """A memory bank of the latest code ``U`` and label ``Y`` of every training image, zero until written.
-
-        Buffers, so they travel with the checkpoint; rows not yet written
-        count as dissimilar pairs with a zero code, as in the HybridHash authors' code.
-        """
-        self.register_buffer("U", torch.zeros(len(labels), self.bits))
-        self.register_buffer("Y", torch.zeros(len(labels), labels.shape[1]))
-
-    def update_bank(self, codes: torch.Tensor, y: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
-        """Write ``codes`` and ``y`` at ``ind``; return the similarity (B, num_train) of the batch to the bank."""
-        if len(ind) and (int(ind.min()) < 0 or int(ind.max()) >= len(self.U)):
-            raise ValueError(
-                f"ind must lie in [0, {len(self.U)}) (the memory bank size), "
-                f"got values from {int(ind.min())} to {int(ind.max())}"
-            )
-        ind = ind.to(self.U.device, torch.long)
-        self.U[ind] = codes.detach().to(self.U.dtype)
-        self.Y[ind] = y.to(self.Y.dtype)
-        return relevant(y.to(self.Y.dtype), self.Y).float()
-
     def extra_repr(self) -> str:
         return f"scale={self.scale:g}"
 
