@@ -19,7 +19,7 @@ import torch
 
 from hhlib.backbones import build_model
 from hhlib.checkpoint import write_json
-from hhlib.methods import METHODS
+from hhlib.methods import METHODS, make_method
 from hhlib.model import HashModel, HybridHash
 from hhlib.presets import get_preset
 from hhlib.train import History, fit, load_model, resolve_device
@@ -122,7 +122,7 @@ def train_run(
         "method": method,
         "backbone": backbone,
         "family": METHODS[method].family,
-        "method_options": train_config.method_options,
+        "method_options": make_method(method, bits, train_config.method_options).options(),  # every one, as used
         **meta,
         "history": history.to_dict(),
     }
