@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from hhlib.methods.base import OUTPUTS, Method, ScaledTanh
 from hhlib.methods.cnnh import CNNH
+from hhlib.methods.dch import DCH
 from hhlib.methods.dnnh import DNNH
 from hhlib.methods.dpsh import DPSH
 from hhlib.methods.dsh import DSH
 from hhlib.methods.dtsh import DTSH
+from hhlib.methods.hashnet import HashNet
 from hhlib.methods.hybridhash import HybridHashLoss
 
 __all__ = ["METHODS", "Method", "ScaledTanh", "OUTPUTS", "make_method", "check_method"]
 
 # name -> class; the command line's --method choices
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (HybridHashLoss, DPSH, DSH, DTSH, DNNH, CNNH)}
+_ORDER = (HybridHashLoss, DPSH, DSH, HashNet, DCH, DTSH, DNNH, CNNH)
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in _ORDER}
 
 
 def check_method(name: str) -> str:

@@ -29,17 +29,20 @@ __all__ = ["Method", "ScaledTanh", "OUTPUTS"]
 
 
 class ScaledTanh(nn.Module):
-    """``tanh(scale * z)``: HashNet's continuation sharpens it towards sign as the scale grows."""
+    """``tanh(scale * z)``: HashNet's continuation sharpens it towards sign as the scale grows.
+
+    The scale is a buffer, so the network's checkpoint keeps the one it was trained to.
+    """
 
     def __init__(self, scale: float = 1.0) -> None:
         super().__init__()
-        self.scale = float(scale)
+        self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.scale * z)
+        return torch.tanh(self.scale.to(z.dtype) * z)
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale:g}"
+        return f"scale={float(self.scale):g}"
 
 
 # What the network's last layer may end in: a method names one in ``Method.output``.
