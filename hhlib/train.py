@@ -133,10 +133,12 @@ class History:
     evals: list[dict] = field(default_factory=list)  # epoch, map, precision_radius2, seconds
     best_epoch: int | None = None
     best_map: float | None = None
+    prepare_seconds: float = 0.0  # the method's stages before the network (CNNH's target codes)
 
     @property
     def train_seconds(self) -> float:
-        return sum(e["seconds"] for e in self.epochs)
+        """The method's stages before the network and every epoch: what training cost."""
+        return self.prepare_seconds + sum(e["seconds"] for e in self.epochs)
 
     @property
     def eval_seconds(self) -> float:
@@ -579,7 +581,9 @@ def fit(
         if progress:
             tqdm.write(f"resuming from {path} after epoch {first - 1}")
     else:
+        start = time.perf_counter()
         state.method.prepare(train_labels(data).to(state.device))
+        state.history.prepare_seconds = round(time.perf_counter() - start, 2)
     epochs = tqdm(
         range(first, config.epochs + 1), "epochs", disable=not progress, initial=first - 1, total=config.epochs
     )

@@ -6,6 +6,8 @@ cases; this file checks what the engine relies on for all of them at once
 """
 
 import json
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,6 +114,9 @@ def test_two_epochs_on_digits_beat_random_codes(name, tmp_path, capsys, random_c
     recipe = get_preset("cpu").train_config(name).method_options  # the preset's options for the method
     assert metrics["method_options"] == make_method(name, BITS, recipe).options()  # every option, as used
     assert metrics["map"] > random_codes_map + 0.03, (metrics["map"], random_codes_map)
+    # a stage before the network (CNNH's target codes) is timed and counted as training
+    assert (metrics["history"]["prepare_seconds"] > 0) == (len(METHODS[name].stages) > 1)
+    assert metrics["train_seconds"] >= metrics["history"]["prepare_seconds"]
 
 
 def test_a_method_with_its_own_head_reloads(tmp_path, capsys):
@@ -125,3 +130,14 @@ def test_a_method_with_its_own_head_reloads(tmp_path, capsys):
     with torch.no_grad():
         u = model.eval()(x)
     assert u.shape == (3, 16) and bool((u.abs() <= 1).all())
+
+
+def test_the_methods_tables_match_their_record():
+    """README.md and docs/methods.md show what docs/results/ records (tools/methods_table.py write)."""
+    tool = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "methods_table.py"), run_name="methods_table")
+    assert tool["main"](["check"]) == 0
+    record = json.loads(tool["RECORD"].read_text())
+    for row in record["rows"]:
+        assert row["method"] in METHODS and 0 < row["map"] <= 1
+        cells = f"| `{row['method']}` | {row['family']} | {row['backbone']} | {row['map']:.4f} |"
+        assert cells in tool["table"](record)
