@@ -95,20 +95,6 @@ def test_closer_similar_pairs_cost_less():
 
 
 @pytest.mark.parametrize(
-    "u, y, ind, message",
-    [
-        (torch.zeros(4, 6), torch.eye(4), torch.arange(4), r"u must have shape \(B, 8\)"),
-        (torch.zeros(8), torch.eye(4), torch.arange(4), r"u must have shape \(B, 8\)"),
-        (torch.zeros(4, 8), torch.eye(3), torch.arange(4), r"y must have shape \(4, num_classes\)"),
-        (torch.zeros(4, 8), torch.eye(4), torch.arange(3), r"ind must have shape \(4,\)"),
-    ],
-)
-def test_bad_inputs_raise(u, y, ind, message):
-    with pytest.raises(ValueError, match=message):
-        DCH(8)(u, y, ind)
-
-
-@pytest.mark.parametrize(
     "option, message",
     [
         ({"gamma": 0}, "gamma must be positive"),

@@ -74,6 +74,24 @@ def test_every_method_states_what_the_engine_needs(name):
         make_method(name, 0)
 
 
+BAD_BATCHES = [
+    (torch.zeros(4, BITS - 2), torch.eye(4), torch.arange(4), rf"u must have shape \(B, {BITS}\)"),
+    (torch.zeros(BITS), torch.eye(4), torch.arange(4), rf"u must have shape \(B, {BITS}\)"),
+    (torch.zeros(4, BITS), torch.eye(3), torch.arange(4), r"y must have shape \(4, num_classes\)"),
+    (torch.zeros(4, BITS), torch.eye(4), torch.arange(3), r"ind must have shape \(4,\)"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("u, y, ind, message", BAD_BATCHES)
+def test_a_batch_of_the_wrong_shape_is_one_clear_error(name, u, y, ind, message):
+    method = make_method(name, BITS)
+    method.setup(torch.eye(4))
+    method.prepare(torch.eye(4))
+    with pytest.raises(ValueError, match=message):
+        method(u, y, ind)
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_adapt_fits_either_backbone(name):
     for backbone, config in {"hybridhash": HybridHashConfig.cpu(bits=BITS), "cnn": HashCNNConfig(bits=BITS)}.items():
