@@ -583,7 +583,7 @@ def fit(
     else:
         start = time.perf_counter()
         state.method.prepare(train_labels(data).to(state.device))
-        state.history.prepare_seconds = round(time.perf_counter() - start, 2)
+        state.history.prepare_seconds = round(time.perf_counter() - start, 6)  # microseconds: choosing centres is quick
     epochs = tqdm(
         range(first, config.epochs + 1), "epochs", disable=not progress, initial=first - 1, total=config.epochs
     )

@@ -33,9 +33,11 @@ def labelled_batch(n=40, classes=4):
 
 
 def codes_for(method: Method, labels: torch.Tensor, aligned: bool, generator: torch.Generator) -> torch.Tensor:
-    """Aligned: one Hadamard row per class (CNNH: its own target codes); random: random signs."""
+    """Aligned: one Hadamard row per class (CNNH: its target codes; central methods: their centres); random: signs."""
     if aligned and method.name == "cnnh":
         codes = method.targets(torch.arange(len(labels)))
+    elif aligned and method.family == "central":
+        codes = method.targets(labels)
     elif aligned:
         rows = torch.tensor(hadamard(BITS)[1 : labels.shape[1] + 1], dtype=torch.float32)
         codes = rows[labels.argmax(1)]

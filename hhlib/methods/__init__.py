@@ -1,14 +1,18 @@
 """Deep hashing methods behind one interface (:class:`Method`), and their registry :data:`METHODS`.
 
 The symmetric family, one network for queries and database: HybridHash's
-weighted likelihood, DPSH, DSH, HashNet, DCH, DTSH, DNNH and CNNH. Each
-module holds one method; docs/methods.md compares them.
+weighted likelihood, DPSH, DSH, HashNet, DCH, DTSH, DNNH and CNNH; the
+central-similarity family, codes pulled to a centre per class
+(:func:`hash_centres`): CSQ and MDSHC. Each module holds one method;
+docs/methods.md compares them.
 """
 
 from __future__ import annotations
 
 from hhlib.methods.base import OUTPUTS, Method, ScaledTanh
+from hhlib.methods.centres import hash_centres
 from hhlib.methods.cnnh import CNNH
+from hhlib.methods.csq import CSQ
 from hhlib.methods.dch import DCH
 from hhlib.methods.dnnh import DNNH
 from hhlib.methods.dpsh import DPSH
@@ -16,11 +20,12 @@ from hhlib.methods.dsh import DSH
 from hhlib.methods.dtsh import DTSH
 from hhlib.methods.hashnet import HashNet
 from hhlib.methods.hybridhash import HybridHashLoss
+from hhlib.methods.mdshc import MDSHC
 
-__all__ = ["METHODS", "Method", "ScaledTanh", "OUTPUTS", "make_method", "check_method"]
+__all__ = ["METHODS", "Method", "ScaledTanh", "OUTPUTS", "make_method", "check_method", "hash_centres"]
 
 # name -> class; the command line's --method choices
-_ORDER = (HybridHashLoss, DPSH, DSH, HashNet, DCH, DTSH, DNNH, CNNH)
+_ORDER = (HybridHashLoss, DPSH, DSH, HashNet, DCH, DTSH, DNNH, CNNH, CSQ, MDSHC)
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in _ORDER}
 
 
