@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from hhlib.checkpoint import write_json
 from hhlib.methods import METHODS, make_method
 from hhlib.model import HashModel, HybridHash
 from hhlib.presets import get_preset
-from hhlib.train import History, fit, load_model, resolve_device
+from hhlib.train import History, TrainConfig, fit, load_model, resolve_device
 
 __all__ = ["nest_initialiser", "train_run", "load_run", "train_or_load"]
 
@@ -123,11 +124,18 @@ def train_run(
         "backbone": backbone,
         "family": METHODS[method].family,
         "method_options": make_method(method, bits, train_config.method_options).options(),  # every one, as used
+        "recipe_changes": recipe_changes(spec.train_config(method, seed=seed), train_config),
         **meta,
         "history": history.to_dict(),
     }
     write_json(run_dir / "metrics.json", metrics)
     return model, metrics
+
+
+def recipe_changes(preset: TrainConfig, used: TrainConfig) -> dict:
+    """The fields of the recipe a run changed from its preset's (say, ``{"lr": 0.0003}``); options aside."""
+    base, now = asdict(preset), asdict(used)
+    return {key: now[key] for key in now if key != "method_options" and now[key] != base[key]}
 
 
 def run_metrics(data, history: History, epochs: int) -> dict:

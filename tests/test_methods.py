@@ -159,5 +159,7 @@ def test_the_methods_tables_match_their_record():
     record = json.loads(tool["RECORD"].read_text())
     for row in record["rows"]:
         assert row["method"] in METHODS and 0 < row["map"] <= 1
-        cells = f"| `{row['method']}` | {row['family']} | {row['backbone']} | {row['map']:.4f} |"
+        recipe = tool["recipe"](row)  # "preset", or what the run changed ("lr 0.0003")
+        assert recipe == "preset" or row["recipe_changes"]
+        cells = f"| `{row['method']}` | {row['family']} | {row['backbone']} | {recipe} | {row['map']:.4f} |"
         assert cells in tool["table"](record)

@@ -21,6 +21,7 @@ def test_train_or_load_trains_once_then_loads(tmp_path, digits, monkeypatch):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["bits"] == metrics["bits"] == 16 and saved["epochs"] == 1
     assert saved["sizes"] == {"train": 60, "query": 60, "database": 60}
+    assert saved["recipe_changes"] == {"epochs": 1}  # what the run changed from the cpu preset's recipe
     assert 0 < saved["map"] <= 1 and len(saved["history"]["epochs"]) == 1
 
     def no_training(*args, **kwargs):

@@ -40,6 +40,7 @@ def row_of(metrics: dict) -> dict:
         **{key: metrics[key] for key in KEYS},
         "median_epoch_seconds": round(statistics.median(seconds), 2),
         "method_options": metrics["method_options"],
+        "recipe_changes": metrics.get("recipe_changes", {}),  # runs from before it was recorded used the preset's
     }
 
 
@@ -69,21 +70,27 @@ def table(record: dict) -> str:
     """The markdown table: one row per method and backbone, measured cells only."""
     rows = {(r["method"], r["backbone"]): r for r in record["rows"]}
     lines = [
-        "| method | family | backbone | mAP@all | precision r<=2 | training s (median epoch) | encoding s |",
-        "|---|---|---|---|---|---|---|",
+        "| method | family | backbone | recipe | mAP@all | precision r<=2 | training s (median epoch) | encoding s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, cls in METHODS.items():
         for backbone in BACKBONE_ORDER:
             assert backbone in BACKBONES
             r = rows.get((name, backbone))
             cells = (
-                [f"{r['map']:.4f}", f"{r['precision_radius2']:.4f}"]
+                [recipe(r), f"{r['map']:.4f}", f"{r['precision_radius2']:.4f}"]
                 + [f"{r['train_seconds']:.0f} ({r['median_epoch_seconds']:.1f})", f"{r['encode_seconds']:.0f}"]
                 if r
-                else ["not yet measured"] + [""] * 3
+                else ["", "not yet measured"] + [""] * 3
             )
             lines.append(f"| `{name}` | {cls.family} | {backbone} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def recipe(row: dict) -> str:
+    """ "preset", or what the run changed from the preset's recipe ("lr 0.0003")."""
+    changes = row.get("recipe_changes") or {}
+    return ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in sorted(changes.items())) or "preset"
 
 
 def replaced(text: str, body: str) -> str:
