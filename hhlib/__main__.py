@@ -223,6 +223,8 @@ def cmd_train(args) -> None:
         [args.dataset, args.preset]
         + ([method, args.backbone] if (method, args.backbone) != ("hybridhash",) * 2 else [])
     )
+    from hhlib.methods import METHODS
+
     started = time.perf_counter()
     data = get_dataset(
         args.dataset,
@@ -263,6 +265,8 @@ def cmd_train(args) -> None:
             f"precision within radius 2 {metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
             f"total {metrics['total_seconds']:.0f} s -> {run_dir / 'metrics.json'}"
         )
+        if METHODS[method].trains_on == "database":
+            print(f"  {method} trained on the labelled database, not the training split: another protocol")
 
 
 def _recipe(args, fields: dict) -> dict:

@@ -123,6 +123,8 @@ def train_run(
         "method": method,
         "backbone": backbone,
         "family": METHODS[method].family,
+        # ADSH learns from the database's labels, which the other families never see
+        "supervision": "database labels" if METHODS[method].trains_on == "database" else "training labels",
         "method_options": make_method(method, bits, train_config.method_options).options(),  # every one, as used
         "recipe_changes": recipe_changes(spec.train_config(method, seed=seed), train_config),
         **meta,

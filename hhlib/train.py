@@ -26,7 +26,7 @@ import torch
 from timm.optim import param_groups_weight_decay
 from timm.utils import ModelEmaV3
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from hhlib.backbones import backbone_name, build_model
@@ -322,9 +322,15 @@ def load_model(path: str | os.PathLike, best: bool = True) -> tuple[HashModel, d
     return model.eval(), state
 
 
-def train_labels(data) -> torch.Tensor:
-    """The training split's 0/1 label matrix (num_train, num_classes), float32: what a method sizes its state by."""
-    return torch.as_tensor(np.asarray(data.train.labels), dtype=torch.float32)
+def training_split(data, method: Method | type[Method] | str = "hybridhash") -> Dataset:
+    """The split ``method`` trains on: the training split, or the labelled database (ADSH, ``trains_on``)."""
+    cls = METHODS[method] if isinstance(method, str) else method
+    return data.database if cls.trains_on == "database" else data.train
+
+
+def train_labels(data, method: Method | type[Method] | str = "hybridhash") -> torch.Tensor:
+    """The 0/1 label matrix (n, num_classes), float32, of the split ``method`` trains on: what it sizes its state by."""
+    return torch.as_tensor(np.asarray(training_split(data, method).labels), dtype=torch.float32)
 
 
 def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
@@ -393,7 +399,7 @@ class TrainState:
         """A fresh state: the method adapts the model's output, sizes its state, then the optimiser is built."""
         method = make_method(config.method, model.config.bits, config.method_options)
         method.adapt(model)
-        method.setup(train_labels(data))
+        method.setup(train_labels(data, method))
         if model.quantizer.kind != config.quantizer:
             model.quantizer = make_quantizer(config.quantizer, model.config.bits)
         model.to(device)
@@ -401,7 +407,8 @@ class TrainState:
         if device.type == "cuda" and config.channels_last:
             model.to(memory_format=torch.channels_last)
         optimizer = _optimizer(model, config)
-        scheduler = _schedule(optimizer, config, math.ceil(len(data.train) / config.batch_size))
+        steps = math.ceil(method.epoch_size(len(training_split(data, method))) / config.batch_size)
+        scheduler = _schedule(optimizer, config, steps)
         scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(config.amp, device) == torch.float16)
         # The average starts as a copy and warms up, so early evaluations are meaningful.
         ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
@@ -494,6 +501,9 @@ def train_one_epoch(
     """
     config, device, model = state.config, state.device, state.model
     amp_dtype = _amp_dtype(config.amp, device)
+    sample = state.method.epoch_indices(epoch, len(dataset))
+    if sample is not None:
+        dataset = Subset(dataset, sample.tolist())  # items keep their own index: the method's state is sized by n
     loader = _loader(dataset, config.batch_size, device, config.num_workers, True, _seed_epoch(config.seed, epoch))
     model.train()
     state.method.train()
@@ -518,6 +528,7 @@ def train_one_epoch(
         total_loss += loss.item() * len(images)
         seen += len(images)
         batches.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+    state.method.end_epoch(epoch)
     seconds = time.perf_counter() - start
     lr = state.optimizer.param_groups[0]["lr"]
     return {
@@ -582,13 +593,13 @@ def fit(
             tqdm.write(f"resuming from {path} after epoch {first - 1}")
     else:
         start = time.perf_counter()
-        state.method.prepare(train_labels(data).to(state.device))
+        state.method.prepare(train_labels(data, state.method).to(state.device))
         state.history.prepare_seconds = round(time.perf_counter() - start, 6)  # microseconds: choosing centres is quick
     epochs = tqdm(
         range(first, config.epochs + 1), "epochs", disable=not progress, initial=first - 1, total=config.epochs
     )
     for epoch in epochs:
-        record = train_one_epoch(state, data.train, epoch, progress, checkpoint=path)
+        record = train_one_epoch(state, training_split(data, state.method), epoch, progress, checkpoint=path)
         state.history.epochs.append(record)
         _warn_if_collapsed(record)
         postfix = {"loss": f"{record['loss']:.4f}"}

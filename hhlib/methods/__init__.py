@@ -2,13 +2,15 @@
 
 The symmetric family, one network for queries and database: HybridHash's
 weighted likelihood, DPSH, DSH, HashNet, DCH, DTSH, DNNH and CNNH; the
-central-similarity family, codes pulled to a centre per class
+asymmetric one, a query network against database codes learned directly:
+ADSH; the central-similarity family, codes pulled to a centre per class
 (:func:`hash_centres`): CSQ and MDSHC. Each module holds one method;
 docs/methods.md compares them.
 """
 
 from __future__ import annotations
 
+from hhlib.methods.adsh import ADSH
 from hhlib.methods.base import OUTPUTS, Method, ScaledTanh
 from hhlib.methods.centres import hash_centres
 from hhlib.methods.cnnh import CNNH
@@ -25,7 +27,7 @@ from hhlib.methods.mdshc import MDSHC
 __all__ = ["METHODS", "Method", "ScaledTanh", "OUTPUTS", "make_method", "check_method", "hash_centres"]
 
 # name -> class; the command line's --method choices
-_ORDER = (HybridHashLoss, DPSH, DSH, HashNet, DCH, DTSH, DNNH, CNNH, CSQ, MDSHC)
+_ORDER = (HybridHashLoss, DPSH, DSH, HashNet, DCH, DTSH, DNNH, CNNH, ADSH, CSQ, MDSHC)
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in _ORDER}
 
 

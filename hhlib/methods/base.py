@@ -11,7 +11,11 @@ drives every method the same way (docs/DESIGN.md, "Methods and backbones"):
     method.setup(train_labels)   # state sized to the training set (also on resume)
     method.prepare(train_labels) # stages before the network (fresh runs only)
     for each epoch: method.begin_epoch(epoch, epochs)
-        for each batch: loss = method(u, labels, indices)
+        for each batch of method.epoch_indices(epoch, n): loss = method(u, labels, indices)
+        method.end_epoch(epoch)  # ADSH's discrete step on the database codes
+
+"train" is the split the method trains on (``trains_on``): the training
+split, or for ADSH the labelled database.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class Method(nn.Module):
     stages: ClassVar[tuple[str, ...]] = ("train the network on the loss",)
     database: ClassVar[str] = "network"  # "network": the database is encoded by the network; "learned": directly
     output: ClassVar[str] = "tanh"  # the activation the network's relaxed codes end in (OUTPUTS)
+    trains_on: ClassVar[str] = "train"  # "train": the training split; "database": the labelled database (ADSH)
 
     def __init__(self, bits: int) -> None:
         super().__init__()
@@ -95,6 +100,17 @@ class Method(nn.Module):
 
     def begin_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (1-based) of ``epochs``: continuation schedules go here."""
+
+    def epoch_size(self, n: int) -> int:
+        """The number of items an epoch visits out of the ``n`` the method trains on (all, by default)."""
+        return n
+
+    def epoch_indices(self, epoch: int, n: int) -> torch.Tensor | None:
+        """The items (of ``n``) that ``epoch`` visits, shuffled by the engine; None: all of them."""
+        return None
+
+    def end_epoch(self, epoch: int) -> None:
+        """Called after each epoch's batches, inside its timing: steps that are not gradient steps go here."""
 
     def database_codes(self) -> torch.Tensor | None:
         """The database's codes when the method learns them directly (``database = "learned"``), else None."""
