@@ -411,6 +411,8 @@ def cmd_methods(args) -> None:
     for name, cls in METHODS.items():
         print(f"{name} ({cls.family}): {cls.citation}")
         print(f"  stages: {'; '.join(cls.stages)}; database codes: {cls.database}; output: {cls.output}")
+        if cls.trains_on == "database":
+            print("  trains on the labelled database (its labels are supervision the other families never see)")
         print(f"  options (paper defaults): {cls.defaults() or 'none'}")
         for preset in PRESETS.values():
             own = preset.methods.get(name)

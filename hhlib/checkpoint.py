@@ -36,7 +36,8 @@ __all__ = [
     "load_checkpoint",
 ]
 
-# 2: the quantiser is saved beside the model, the RNG state is gone. 1: the first format, converted on load.
+# 3: the method (name, options, state) and the backbone are saved. 2: the quantiser beside the model, no
+# RNG state. 1: the first format. Older formats are converted on load.
 CHECKPOINT_FORMAT = 3
 READABLE_FORMATS = (1, 2, 3)
 # Format 2's recipe fields that became HybridHash's method options in format 3.
