@@ -8,9 +8,11 @@ made by :func:`hhlib.viz._figure.figure`, in one style (docs/DESIGN.md, "Module 
 - :mod:`hhlib.viz.training`: the loss and the training curves.
 - :mod:`hhlib.viz.evaluation`: precision-recall and precision@K curves.
 - :mod:`hhlib.viz.codes`: bit statistics, distances and embeddings of codes.
+- :mod:`hhlib.viz.centres`: the hash centres of central-similarity hashing.
 """
 
 from hhlib.viz.architecture import *  # noqa: F401,F403
+from hhlib.viz.centres import *  # noqa: F401,F403
 from hhlib.viz.codes import *  # noqa: F401,F403
 from hhlib.viz.data import *  # noqa: F401,F403
 from hhlib.viz.evaluation import *  # noqa: F401,F403
