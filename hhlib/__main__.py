@@ -212,17 +212,14 @@ def _common(parser: argparse.ArgumentParser, encodes: bool = False) -> None:
 def cmd_train(args) -> None:
     from hhlib.data import get_dataset
     from hhlib.presets import get_preset
-    from hhlib.runs import nest_initialiser, train_run
+    from hhlib.runs import nest_initialiser, run_name, train_run
     from hhlib.train import TrainConfig, resolve_device
 
     device, preset = resolve_device(args.device), get_preset(args.preset)
     recipe = _recipe(args, TrainConfig.help())
     method = recipe.pop("method", "hybridhash")
     preset.train_config(method, **recipe)  # a bad value or option fails here, before the data is loaded
-    out = args.out or Path("runs") / "-".join(
-        [args.dataset, args.preset]
-        + ([method, args.backbone] if (method, args.backbone) != ("hybridhash",) * 2 else [])
-    )
+    out = args.out or Path("runs") / run_name(args.dataset, args.preset, method, args.backbone)
     from hhlib.methods import METHODS
 
     started = time.perf_counter()

@@ -25,7 +25,13 @@ from hhlib.model import HashModel, HybridHash
 from hhlib.presets import get_preset
 from hhlib.train import History, TrainConfig, fit, load_model, resolve_device
 
-__all__ = ["nest_initialiser", "train_run", "load_run", "train_or_load"]
+__all__ = ["run_name", "nest_initialiser", "train_run", "load_run", "train_or_load"]
+
+
+def run_name(dataset: str, preset: str, method: str = "hybridhash", backbone: str = "hybridhash") -> str:
+    """The run folder's name: ``DATASET-PRESET``, with ``-METHOD-BACKBONE`` unless both are HybridHash's."""
+    own = (method, backbone) != ("hybridhash", "hybridhash")
+    return "-".join([dataset, preset, *((method, backbone) if own else ())])
 
 
 def nest_initialiser(

@@ -23,7 +23,7 @@ import torch
 
 from hhlib.data import get_dataset
 from hhlib.presets import get_preset
-from hhlib.runs import nest_initialiser, train_or_load
+from hhlib.runs import nest_initialiser, run_name, train_or_load
 from hhlib.train import resolve_device
 
 __all__ = ["Tutorial", "setup", "is_fast", "seed_everything", "default_runs", "FAST_LIMIT"]
@@ -88,8 +88,10 @@ class Tutorial:
         kwargs = {"img_size": self.img_size, "limit": self.limit, "augment": augment, **kwargs}
         return get_dataset(self.dataset, **kwargs)
 
-    def run_dir(self, bits: int) -> Path:
-        return self.runs / f"bits{bits}"
+    def run_dir(self, bits: int, method: str = "hybridhash", backbone: str = "hybridhash") -> Path:
+        """``runs/{dataset}-{preset}[-{method}-{backbone}]/bits{bits}``: the command line's folder for the run."""
+        name = run_name(self.dataset, self.preset, method, backbone)
+        return self.runs.with_name(self.runs.name.replace(f"{self.dataset}-{self.preset}", name, 1)) / f"bits{bits}"
 
     def shortened(self, epochs: int) -> Tutorial:
         """The same settings, training ``epochs`` epochs into ``runs/{name}-{epochs}epochs``.
@@ -117,12 +119,16 @@ class Tutorial:
         progress: bool = True,
         on_epoch=None,
         pretrained: str | os.PathLike = "auto",
+        method: str = "hybridhash",
+        backbone: str = "hybridhash",
         **overrides,
     ):
         """The model of ``run_dir(bits)``: loaded when it finished before, else trained there.
 
         A run that was cut short resumes where it stopped. ``overrides`` are
-        TrainConfig fields (``epochs`` defaults to one in fast mode). The paper
+        TrainConfig fields (``epochs`` defaults to one in fast mode); ``method``
+        and ``backbone`` pick another method or network, in the folder the
+        command line gives that run. The paper
         preset starts from ImageNet NesT-B as the command line does
         (``pretrained``: "auto", "none" or a saved state_dict's path).
         Returns ``(model, metrics)`` with the model in eval mode on ``device``.
@@ -134,13 +140,17 @@ class Tutorial:
             data,
             bits,
             self.preset,
-            self.run_dir(bits),
+            self.run_dir(bits, method, backbone),
+            method=method,
+            backbone=backbone,
             device=self.device,
             progress=progress,
             seed=self.seed,
             on_epoch=on_epoch,
             meta={"split_seed": 0, "limit": self.limit},
-            pretrained=nest_initialiser(pretrained) if get_preset(self.preset).initialisation == "nest" else None,
+            pretrained=nest_initialiser(pretrained)
+            if get_preset(self.preset).initialisation == "nest" and backbone == "hybridhash"
+            else None,
             **overrides,
         )
         return model.to(self.device).eval(), metrics

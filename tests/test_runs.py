@@ -91,3 +91,11 @@ def test_a_shortened_tutorial_trains_into_a_folder_of_its_own(tmp_path):
     assert (short.preset, short.seed, short.limit) == (tut.preset, tut.seed, tut.limit)
     with pytest.raises(ValueError, match="epochs must be positive"):
         tut.shortened(0)
+
+
+def test_a_tutorial_finds_the_command_lines_run_folders(tmp_path):
+    tut = setup(fast=False, device="cpu", runs=tmp_path, quiet=True)
+    assert tut.run_dir(64) == tmp_path / "fashion-mnist-cpu" / "bits64"
+    assert tut.run_dir(64, "dch", "cnn") == tmp_path / "fashion-mnist-cpu-dch-cnn" / "bits64"
+    assert tut.shortened(6).run_dir(32, "csq", "cnn") == tmp_path / "fashion-mnist-cpu-csq-cnn-6epochs" / "bits32"
+    assert runs.run_name("fashion-mnist", "cpu", "hybridhash", "cnn") == "fashion-mnist-cpu-hybridhash-cnn"
