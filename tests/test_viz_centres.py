@@ -1,10 +1,12 @@
-"""hhlib.viz.centres: the histograms count every pair of centres, and the bounds are marked."""
+"""hhlib.viz.centres and hhlib.viz.families: the centres histograms count every pair, the bounds are marked,
+and the families picture draws what it says."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from hhlib.methods import hash_centres  # noqa: E402
@@ -38,3 +40,17 @@ def test_histograms_hold_every_pair_and_the_bounds_are_drawn():
 def test_bad_input_is_one_clear_error(centres, message):
     with pytest.raises(ValueError, match=message):
         plot_centre_distances(centres)
+
+
+def test_the_families_picture_has_a_panel_per_family_and_centres_on_the_cube():
+    from hhlib.viz.families import CENTRES, FAMILY_TITLES, plot_families
+
+    fig = plot_families()
+    assert [ax.get_title() for ax in fig.axes] == list(FAMILY_TITLES)
+    central = fig.axes[2]
+    stars = central.collections[1].get_offsets()
+    assert np.array_equal(np.asarray(stars), CENTRES) and np.abs(CENTRES).min() == 1  # corners of the cube
+    # every code of the central panel has its arrow to its centre: 12 codes, 12 arrows
+    assert len(central.texts) == len(central.collections[0].get_offsets()) == 12
+    with pytest.raises(ValueError, match="need 3 axes"):
+        plot_families(axes=fig.axes[:2])

@@ -9,6 +9,7 @@ made by :func:`hhlib.viz._figure.figure`, in one style (docs/DESIGN.md, "Module 
 - :mod:`hhlib.viz.evaluation`: precision-recall and precision@K curves.
 - :mod:`hhlib.viz.codes`: bit statistics, distances and embeddings of codes.
 - :mod:`hhlib.viz.centres`: the hash centres of central-similarity hashing.
+- :mod:`hhlib.viz.families`: the three families of deep hashing, drawn.
 """
 
 from hhlib.viz.architecture import *  # noqa: F401,F403
@@ -16,4 +17,5 @@ from hhlib.viz.centres import *  # noqa: F401,F403
 from hhlib.viz.codes import *  # noqa: F401,F403
 from hhlib.viz.data import *  # noqa: F401,F403
 from hhlib.viz.evaluation import *  # noqa: F401,F403
+from hhlib.viz.families import *  # noqa: F401,F403
 from hhlib.viz.training import *  # noqa: F401,F403

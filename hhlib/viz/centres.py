@@ -45,7 +45,8 @@ def plot_centre_distances(centres: Mapping[str, torch.Tensor], ax: Axes | None =
     for key, name, style in (("gilbert_varshamov", "Gilbert-Varshamov", ":"), ("plotkin", "Plotkin bound", "--")):
         ax.axvline(bounds[key], color="black", linestyle=style, linewidth=1, label=f"{name} ({bounds[key]})")
     low = min(bounds["gilbert_varshamov"], *(int(pairs.min()) for pairs in distances.values()))
-    ax.set_xlim(low - 1.5, bits + 0.5)
+    high = max(bounds["plotkin"], *(int(pairs.max()) for pairs in distances.values()))
+    ax.set_xlim(low - 1.5, min(high + 2.5, bits + 0.5))
     ax.set_xlabel("Hamming distance between two classes' centres")
     ax.set_ylabel("pairs of classes")
     ax.set_title(f"{classes} centres of {bits} bits")
