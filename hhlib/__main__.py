@@ -218,7 +218,7 @@ def cmd_train(args) -> None:
     device, preset = resolve_device(args.device), get_preset(args.preset)
     recipe = _recipe(args, TrainConfig.help())
     method = recipe.pop("method", "hybridhash")
-    preset.train_config(method, **recipe)  # a bad value or option fails here, before the data is loaded
+    preset.train_config(method, args.backbone, **recipe)  # a bad value or option fails here, before the data loads
     out = args.out or Path("runs") / run_name(args.dataset, args.preset, method, args.backbone)
     from hhlib.methods import METHODS
 
@@ -415,6 +415,9 @@ def cmd_methods(args) -> None:
             own = preset.methods.get(name)
             if own:
                 print(f"  under --preset {preset.name}: {own}")
+            for key, fields in preset.methods.items():
+                if isinstance(key, tuple) and key[0] == name:
+                    print(f"  under --preset {preset.name} --backbone {key[1]}: {fields}")
 
 
 def _say(args, message: str) -> None:

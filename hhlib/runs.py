@@ -110,7 +110,7 @@ def train_run(
     run_dir, device, start = Path(run_dir), resolve_device(device), time.perf_counter()
     spec = get_preset(preset)
     model_config = spec.model_config(bits, backbone)
-    train_config = spec.train_config(method, seed=seed, **train_overrides)
+    train_config = spec.train_config(method, backbone, seed=seed, **train_overrides)
     if model_config.img_size != data.img_size:
         raise ValueError(
             f"the {preset} preset takes {model_config.img_size} px images; the data was loaded at {data.img_size} px"
@@ -132,7 +132,7 @@ def train_run(
         # ADSH learns from the database's labels, which the other families never see
         "supervision": "database labels" if METHODS[method].trains_on == "database" else "training labels",
         "method_options": make_method(method, bits, train_config.method_options).options(),  # every one, as used
-        "recipe_changes": recipe_changes(spec.train_config(method, seed=seed), train_config),
+        "recipe_changes": recipe_changes(spec.common_config(method, seed=seed), train_config),
         **meta,
         "history": history.to_dict(),
     }
@@ -141,7 +141,10 @@ def train_run(
 
 
 def recipe_changes(preset: TrainConfig, used: TrainConfig) -> dict:
-    """The fields of the recipe a run changed from its preset's (say, ``{"lr": 0.0003}``); options aside."""
+    """Where a run's recipe differs from the preset's common one (say, ``{"lr": 0.0003}``); options aside.
+
+    Both the preset's own entries for a method (``Preset.methods``) and the flags given count.
+    """
     base, now = asdict(preset), asdict(used)
     return {key: now[key] for key in now if key != "method_options" and now[key] != base[key]}
 

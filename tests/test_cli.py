@@ -155,6 +155,20 @@ def test_presets_choose_the_model_and_recipe():
         preset_configs("gpu", 64)
 
 
+def test_a_preset_entry_can_be_for_a_method_on_one_backbone():
+    from hhlib.presets import PRESETS, preset_configs
+
+    cpu = PRESETS["cpu"]
+    # DPSH learns on HybridHash's network at 3e-4 (docs/methods.md); on the CNN it keeps the common 1e-3
+    assert preset_configs("cpu", 64, "dpsh", "hybridhash")[1].lr == 3e-4
+    assert preset_configs("cpu", 64, "dpsh", "cnn")[1].lr == cpu.recipe["lr"]
+    assert preset_configs("cpu", 64, "dpsh", "hybridhash", lr=1e-2)[1].lr == 1e-2  # a flag still wins
+    assert cpu.train_config("adsh").epochs == 150 and cpu.common_config("adsh").epochs == cpu.recipe["epochs"]
+    # method options merge layer by layer: the preset's for HybridHash, then the caller's
+    merged = cpu.train_config("hybridhash", "cnn", method_options={"alpha": 2.0}).method_options
+    assert merged == {"alpha": 2.0, "binary_bank": True, "smoothing": 0.03}
+
+
 def test_every_recipe_field_has_a_flag_that_reaches_the_recipe(monkeypatch):
     import hhlib.runs
     from hhlib.train import TrainConfig

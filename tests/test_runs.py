@@ -21,7 +21,8 @@ def test_train_or_load_trains_once_then_loads(tmp_path, digits, monkeypatch):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["bits"] == metrics["bits"] == 16 and saved["epochs"] == 1
     assert saved["sizes"] == {"train": 60, "query": 60, "database": 60}
-    assert saved["recipe_changes"] == {"epochs": 1}  # what the run changed from the cpu preset's recipe
+    # where the run's recipe differs from the cpu preset's common one: the flag, and HybridHash's own quantiser
+    assert saved["recipe_changes"] == {"epochs": 1, "quantizer": "rotation"}
     assert 0 < saved["map"] <= 1 and len(saved["history"]["epochs"]) == 1
 
     def no_training(*args, **kwargs):

@@ -20,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hhlib.backbones import BACKBONES  # noqa: E402
-from hhlib.checkpoint import write_json  # noqa: E402
+from hhlib.checkpoint import load_checkpoint, write_json  # noqa: E402
 from hhlib.methods import METHODS  # noqa: E402
+from hhlib.presets import get_preset  # noqa: E402
+from hhlib.runs import recipe_changes  # noqa: E402
+from hhlib.train import TrainConfig  # noqa: E402
 
 RECORD = ROOT / "docs" / "results" / "methods-fashion-mnist-64.json"
 TABLES = (ROOT / "README.md", ROOT / "docs" / "methods.md")
@@ -40,8 +43,15 @@ def row_of(metrics: dict) -> dict:
         **{key: metrics[key] for key in KEYS},
         "median_epoch_seconds": round(statistics.median(seconds), 2),
         "method_options": metrics["method_options"],
-        "recipe_changes": metrics.get("recipe_changes", {}),  # runs from before it was recorded used the preset's
+        "recipe_changes": metrics["recipe_changes"],
     }
+
+
+def recipe_of(checkpoint: Path, method: str) -> dict:
+    """What a run's recipe changed from the CPU preset's common one, read from its checkpoint
+    (for runs made before metrics.json recorded ``recipe_changes``)."""
+    used = TrainConfig(**load_checkpoint(checkpoint)["train_config"])
+    return recipe_changes(get_preset("cpu").common_config(method, seed=used.seed), used)
 
 
 def is_table_run(metrics: dict) -> bool:
@@ -57,6 +67,7 @@ def collect(runs: Path = ROOT / "runs") -> dict:
     for path in sorted(runs.glob("fashion-mnist-cpu*/bits64/metrics.json")):
         metrics = json.loads(path.read_text())
         if is_table_run(metrics):
+            metrics.setdefault("recipe_changes", recipe_of(path.parent / "checkpoint.pt", metrics["method"]))
             rows[metrics["method"], metrics["backbone"]] = row_of(metrics)
             print(f"{path.parent}: {metrics['method']} on {metrics['backbone']}, mAP {metrics['map']:.4f}")
     order = {name: i for i, name in enumerate(METHODS)}
@@ -88,9 +99,13 @@ def table(record: dict) -> str:
 
 
 def recipe(row: dict) -> str:
-    """ "preset", or what the run changed from the preset's recipe ("lr 0.0003")."""
+    """Where the run's recipe differs from the preset's common one ("lr 0.0003"), or "preset"."""
     changes = row.get("recipe_changes") or {}
-    return ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in sorted(changes.items())) or "preset"
+    shown = (
+        f"{key.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}"
+        for key, value in sorted(changes.items())
+    )
+    return ", ".join(shown) or "preset"
 
 
 def replaced(text: str, body: str) -> str:
