@@ -129,8 +129,7 @@ def train_run(
         "method": method,
         "backbone": backbone,
         "family": METHODS[method].family,
-        # ADSH learns from the database's labels, which the other families never see
-        "supervision": "database labels" if METHODS[method].trains_on == "database" else "training labels",
+        "supervision": supervision(method),
         "method_options": make_method(method, bits, train_config.method_options).options(),  # every one, as used
         "recipe_changes": recipe_changes(spec.common_config(method, seed=seed), train_config),
         **meta,
@@ -138,6 +137,11 @@ def train_run(
     }
     write_json(run_dir / "metrics.json", metrics)
     return model, metrics
+
+
+def supervision(method: str) -> str:
+    """The labels a method learns from: ADSH's are the database's, which the other families never see."""
+    return "database labels" if METHODS[method].trains_on == "database" else "training labels"
 
 
 def recipe_changes(preset: TrainConfig, used: TrainConfig) -> dict:
@@ -173,7 +177,9 @@ def load_run(run_dir: str | os.PathLike) -> tuple[HashModel, dict]:
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{metrics_path} does not exist: the run in {run_dir} has not finished")
     model, _ = load_model(run_dir / "checkpoint.pt")
-    return model, json.loads(metrics_path.read_text())
+    metrics = json.loads(metrics_path.read_text())
+    metrics.setdefault("supervision", supervision(metrics.get("method", "hybridhash")))  # runs before it was written
+    return model, metrics
 
 
 def train_or_load(data, bits: int, preset: str, run_dir: str | os.PathLike, **kwargs) -> tuple[HashModel, dict]:

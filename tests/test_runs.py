@@ -46,6 +46,17 @@ def test_a_finished_run_on_other_data_is_not_reused(tmp_path, digits):
         runs.train_or_load(digits, 32, "cpu", run_dir)
 
 
+def test_runs_from_before_supervision_was_recorded_get_it_on_load(tmp_path, digits):
+    run_dir = tmp_path / "bits16"
+    _, metrics = runs.train_or_load(digits, 16, "cpu", run_dir, epochs=1, progress=False)
+    assert metrics["supervision"] == "training labels"
+    old = {k: v for k, v in metrics.items() if k != "supervision"}
+    (run_dir / "metrics.json").write_text(json.dumps({**old, "method": "adsh"}))
+    assert runs.load_run(run_dir)[1]["supervision"] == "database labels"  # ADSH learns from the database's labels
+    (run_dir / "metrics.json").write_text(json.dumps({k: v for k, v in old.items() if k != "method"}))
+    assert runs.load_run(run_dir)[1]["supervision"] == "training labels"  # runs from before methods were HybridHash's
+
+
 def test_load_run_of_an_unfinished_run_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="has not finished"):
         runs.load_run(tmp_path)
