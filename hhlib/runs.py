@@ -16,16 +16,17 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hhlib.backbones import build_model
-from hhlib.checkpoint import write_json
+from hhlib.checkpoint import load_checkpoint, write_json
 from hhlib.methods import METHODS, make_method
 from hhlib.model import HashModel, HybridHash
 from hhlib.presets import get_preset
 from hhlib.train import History, TrainConfig, fit, load_model, resolve_device
 
-__all__ = ["run_name", "nest_initialiser", "train_run", "load_run", "train_or_load"]
+__all__ = ["run_name", "nest_initialiser", "train_run", "load_run", "train_or_load", "learned_database_codes"]
 
 
 def run_name(dataset: str, preset: str, method: str = "hybridhash", backbone: str = "hybridhash") -> str:
@@ -180,6 +181,18 @@ def load_run(run_dir: str | os.PathLike) -> tuple[HashModel, dict]:
     metrics = json.loads(metrics_path.read_text())
     metrics.setdefault("supervision", supervision(metrics.get("method", "hybridhash")))  # runs before it was written
     return model, metrics
+
+
+def learned_database_codes(run_dir: str | os.PathLike) -> np.ndarray | None:
+    """The database codes a run's method learned directly (ADSH's V), int8 (n, bits); None where the network encodes.
+
+    They are the codes the run was evaluated with: the method's state after the
+    last epoch, saved in the checkpoint beside the network.
+    """
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    if METHODS[state["train_config"]["method"]].database != "learned":
+        return None
+    return state["method_state"]["V"].numpy()  # the buffer Method.database_codes returns
 
 
 def train_or_load(data, bits: int, preset: str, run_dir: str | os.PathLike, **kwargs) -> tuple[HashModel, dict]:

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +56,29 @@ def test_runs_from_before_supervision_was_recorded_get_it_on_load(tmp_path, digi
     assert runs.load_run(run_dir)[1]["supervision"] == "database labels"  # ADSH learns from the database's labels
     (run_dir / "metrics.json").write_text(json.dumps({k: v for k, v in old.items() if k != "method"}))
     assert runs.load_run(run_dir)[1]["supervision"] == "training labels"  # runs from before methods were HybridHash's
+
+
+def test_learned_database_codes_are_the_ones_the_run_was_scored_with(tmp_path, digits):
+    from hhlib.metrics import retrieval_scores
+    from hhlib.train import encode
+
+    run_dir = tmp_path / "bits16"
+    options = {"inner_epochs": 1, "samples": 40}
+    model, metrics = runs.train_or_load(
+        digits, 16, "cpu", run_dir, method="adsh", backbone="cnn", epochs=2, method_options=options, progress=False
+    )
+    codes = runs.learned_database_codes(run_dir)
+    assert codes.shape == (60, 16) and codes.dtype == np.int8 and set(np.unique(codes)) <= {-1, 1}
+    query = encode(model, digits.query, progress=False)
+    scores = retrieval_scores(query, codes, digits.query.labels, digits.database.labels)
+    assert scores.map_index == pytest.approx(metrics["map"], abs=1e-12)
+    # V is learned, not the network's encoding of the database
+    assert not np.array_equal(codes, encode(model, digits.database, progress=False))
+
+
+def test_a_network_encoded_database_has_no_learned_codes(tmp_path, digits):
+    runs.train_or_load(digits, 16, "cpu", tmp_path, method="dsh", backbone="cnn", epochs=1, progress=False)
+    assert runs.learned_database_codes(tmp_path) is None
 
 
 def test_load_run_of_an_unfinished_run_says_so(tmp_path):
