@@ -23,7 +23,7 @@ from hhlib.backbones import BACKBONES  # noqa: E402
 from hhlib.checkpoint import load_checkpoint, write_json  # noqa: E402
 from hhlib.methods import METHODS  # noqa: E402
 from hhlib.presets import get_preset  # noqa: E402
-from hhlib.runs import recipe_changes  # noqa: E402
+from hhlib.runs import recipe_changes, supervision  # noqa: E402
 from hhlib.train import TrainConfig  # noqa: E402
 
 RECORD = ROOT / "docs" / "results" / "methods-fashion-mnist-64.json"
@@ -81,8 +81,9 @@ def table(record: dict) -> str:
     """The markdown table: one row per method and backbone, measured cells only."""
     rows = {(r["method"], r["backbone"]): r for r in record["rows"]}
     lines = [
-        "| method | family | backbone | recipe | mAP@all | precision r<=2 | training s (median epoch) | encoding s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | family | backbone | labels | recipe | mAP@all | precision r<=2 "
+        "| training s (median epoch) | encoding s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, cls in METHODS.items():
         for backbone in BACKBONE_ORDER:
@@ -94,7 +95,8 @@ def table(record: dict) -> str:
                 if r
                 else ["", "not yet measured"] + [""] * 3
             )
-            lines.append(f"| `{name}` | {cls.family} | {backbone} | " + " | ".join(cells) + " |")
+            labels = supervision(name).removesuffix(" labels")  # ADSH learns from the database's labels
+            lines.append(f"| `{name}` | {cls.family} | {backbone} | {labels} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
