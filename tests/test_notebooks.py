@@ -51,7 +51,9 @@ def dirty_notebook():
             "language_info": {"name": "python", "version": "3.12.1"},
         }
     )
-    code = nbformat.v4.new_code_cell("1 / 0", execution_count=3, metadata={"collapsed": True, "tags": ["keep"]})
+    code = nbformat.v4.new_code_cell(
+        "1 / 0", execution_count=3, metadata={"collapsed": True, "tags": ["keep"], "jupyter": {"source_hidden": True}}
+    )
     code.outputs = [
         nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]),
         nbformat.v4.new_output(
@@ -84,7 +86,8 @@ def test_clean_strips_volatile_state_and_keeps_outputs(tmp_path):
     nb = notebook_tools.clean(dirty_notebook())
     nbformat.write(nb, path)
     cell = nb.cells[1]
-    assert cell.execution_count == 1 and cell.metadata == {"tags": ["keep"]}  # numbered in order
+    assert cell.execution_count == 1  # numbered in order
+    assert cell.metadata == {"tags": ["keep"], "jupyter": {"source_hidden": True}}  # a folded solution stays folded
     assert [o.output_type for o in cell.outputs] == ["error", "execute_result"]  # the widget and its "0%" are gone
     assert cell.outputs[1].execution_count == 1 and cell.outputs[1].data == {"text/plain": "2"}
     # what is left is exactly the error, which clean() must not hide

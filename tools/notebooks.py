@@ -13,7 +13,8 @@
 The rules that `check` enforces (and tests/test_notebooks.py asserts):
 execution counts renumbered 1, 2, 3... in cell order (nbval refuses stored
 outputs without a count, so they are made deterministic rather than
-removed), no cell metadata but tags, no notebook metadata but the kernel
+removed), no cell metadata but tags and JupyterLab's folding of a
+cell's source (exercise solutions), no notebook metadata but the kernel
 spec and language name, no error outputs, no widget state.
 """
 
@@ -29,7 +30,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-KEPT_CELL_METADATA = {"tags"}
+KEPT_CELL_METADATA = {"tags", "jupyter"}  # "jupyter": JupyterLab's source_hidden, which folds solution cells
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
