@@ -146,7 +146,7 @@ class Tutorial:
             device=self.device,
             progress=progress,
             seed=self.seed,
-            on_epoch=on_epoch,
+            on_epoch=_logging_epochs(self.run_dir(bits, method, backbone), on_epoch),
             meta={"split_seed": 0, "limit": self.limit},
             pretrained=nest_initialiser(pretrained)
             if get_preset(self.preset).initialisation == "nest" and backbone == "hybridhash"
@@ -158,6 +158,26 @@ class Tutorial:
     def __str__(self) -> str:
         mode = f"fast mode ({self.limit} items per split, {self.epochs} epoch)" if self.fast else "full mode"
         return f"{mode}; device {self.device}; preset {self.preset}; seed {self.seed}; runs in {self.show(self.runs)}/"
+
+
+def _logging_epochs(run_dir: Path, on_epoch):
+    """``on_epoch``, which also appends each epoch to ``$HH_PROGRESS_LOG`` when it is set.
+
+    ``tools/notebooks.py`` sets it and prints the file's lines, so whoever runs
+    the notebooks headless sees a long training advance.
+    """
+    log = os.environ.get("HH_PROGRESS_LOG")
+    if not log:
+        return on_epoch
+
+    def logged(history):
+        e = history.epochs[-1]
+        with open(log, "a") as file:
+            file.write(f"{Tutorial.show(run_dir)}: epoch {e['epoch']}, loss {e['loss']:.4f}, {e['seconds']:.1f} s\n")
+        if on_epoch is not None:
+            on_epoch(history)
+
+    return logged
 
 
 def setup(

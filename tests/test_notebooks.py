@@ -92,3 +92,25 @@ def test_clean_strips_volatile_state_and_keeps_outputs(tmp_path):
     assert cell.outputs[1].execution_count == 1 and cell.outputs[1].data == {"text/plain": "2"}
     # what is left is exactly the error, which clean() must not hide
     assert notebook_tools.problems(path) == ["cell 2: error output ZeroDivisionError: division by zero"]
+
+
+def test_run_tells_the_terminal_each_cell_and_each_logged_epoch(tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# t"),
+        nbformat.v4.new_code_cell("import os\nopen(os.environ['HH_PROGRESS_LOG'], 'a').write('epoch 1, loss 0.5\\n')"),
+        nbformat.v4.new_code_cell("# a comment first\nx = 6 * 7\nx"),
+    ]
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    notebook_tools.run(path, tmp_path / "out", fast=True, timeout=60)
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert "tiny [1/2] import os" in lines and "tiny [2/2] x = 6 * 7" in lines  # code cells only, comments skipped
+    assert "    epoch 1, loss 0.5" in lines  # what the kernel logged, echoed while the notebook runs
+    assert lines.index("tiny [1/2] import os") < lines.index("    epoch 1, loss 0.5")
+    assert "without encryption" not in err  # local sockets, not TCP
+    assert list(tmp_path.glob("kernel-ipc*")) == []  # the sockets live in a temporary folder
+    executed = nbformat.read(tmp_path / "out" / "tiny.ipynb", as_version=4)
+    assert executed.cells[2].outputs[0].data["text/plain"] == "42"

@@ -135,3 +135,20 @@ def test_a_tutorial_finds_the_command_lines_run_folders(tmp_path):
     assert tut.run_dir(64, "dch", "cnn") == tmp_path / "fashion-mnist-cpu-dch-cnn" / "bits64"
     assert tut.shortened(6).run_dir(32, "csq", "cnn") == tmp_path / "fashion-mnist-cpu-csq-cnn-6epochs" / "bits32"
     assert runs.run_name("fashion-mnist", "cpu", "hybridhash", "cnn") == "fashion-mnist-cpu-hybridhash-cnn"
+
+
+def test_notebook_training_logs_its_epochs_for_the_terminal(tmp_path, monkeypatch, digits):
+    log = tmp_path / "progress.log"
+    monkeypatch.setenv("HH_PROGRESS_LOG", str(log))
+    tut = setup(fast=True, device="cpu", runs=tmp_path, dataset="digits", quiet=True)
+    seen = []
+    _, metrics = tut.trained_model(
+        16, digits, epochs=2, progress=False, on_epoch=lambda history: seen.append(len(history.epochs))
+    )
+    assert seen == [1, 2]  # the notebook's own callback still runs
+    lines = log.read_text().splitlines()
+    losses = [e["loss"] for e in metrics["history"]["epochs"]]
+    assert [line.split(": ", 1)[1].rsplit(",", 1)[0] for line in lines] == [
+        f"epoch {n}, loss {loss:.4f}" for n, loss in enumerate(losses, 1)
+    ]
+    assert lines[0].startswith(tut.show(tut.run_dir(16)))

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -102,26 +104,73 @@ def problems(path: Path) -> list[str]:
     return found
 
 
+def ipc_kernels(folder: Path) -> type:
+    """A kernel manager on local sockets in ``folder``: no TCP ports, and no unencrypted-TCP warning per notebook."""
+    from jupyter_client.manager import KernelManager
+    from traitlets import CaselessStrEnum, Unicode
+
+    class IPCKernelManager(KernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc")
+        ip = Unicode(str(folder / "kernel"))
+
+    return IPCKernelManager
+
+
+def say_cell(name: str, cells: list, say=print):
+    """The hook that tells the terminal which code cell runs: its number and its first line of code."""
+    total = sum(cell.cell_type == "code" for cell in cells)
+    numbers = {id(cell): n for n, cell in enumerate((c for c in cells if c.cell_type == "code"), 1)}
+
+    def hook(cell, **_):
+        if cell.cell_type == "code":
+            lines = [line for line in cell.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            say(f"{name} [{numbers[id(cell)]}/{total}] {lines[0][:80] if lines else ''}")
+
+    return hook
+
+
+def echo_progress(log: Path, stop: threading.Event, say=print) -> None:
+    """Print the lines the kernel appends to ``log`` (epochs of a training run) until ``stop`` is set."""
+    seen = 0
+    while True:
+        stopping = stop.wait(1.0)
+        text = log.read_text() if log.exists() else ""
+        for line in text[seen:].splitlines():
+            say(f"    {line}")
+        seen = len(text)
+        if stopping:
+            return
+
+
 def run(path: Path, out: Path | None, fast: bool, timeout: int) -> float:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    env_fast = os.environ.get("HH_FAST")
-    os.environ["HH_FAST"] = "1" if fast else "0"
+    saved = {key: os.environ.get(key) for key in ("HH_FAST", "HH_PROGRESS_LOG")}
     start = time.perf_counter()
-    try:
-        NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.resolve().parent)}},
-            allow_errors=False,
-        ).execute()
-    finally:
-        if env_fast is None:
-            os.environ.pop("HH_FAST", None)
-        else:
-            os.environ["HH_FAST"] = env_fast
+    with tempfile.TemporaryDirectory(prefix="hh-kernel-") as folder:
+        log, stop = Path(folder) / "progress.log", threading.Event()
+        os.environ.update(HH_FAST="1" if fast else "0", HH_PROGRESS_LOG=str(log))  # hhlib.tutorial writes epochs there
+        echo = threading.Thread(target=echo_progress, args=(log, stop), daemon=True)
+        echo.start()
+        try:
+            NotebookClient(
+                nb,
+                timeout=timeout,
+                kernel_name="python3",
+                kernel_manager_class=ipc_kernels(Path(folder)),
+                resources={"metadata": {"path": str(path.resolve().parent)}},
+                allow_errors=False,
+                on_cell_start=say_cell(path.stem, nb.cells, lambda line: print(line, flush=True)),
+            ).execute()
+        finally:
+            stop.set()
+            echo.join()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     seconds = time.perf_counter() - start
     if out is None:
         nbformat.write(clean(nb), path)
