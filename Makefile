@@ -1,5 +1,5 @@
 # hhlib: one virtual environment, a few jobs.
-#   make tutorial   set up, then execute the six notebooks headless on Fashion-MNIST (copies in runs/notebooks/)
+#   make tutorial   set up, then execute the seven notebooks headless on Fashion-MNIST (copies in runs/notebooks/)
 #   make test       set up, then lint (ruff) and run the tests and the notebooks in fast mode (nbval)
 #   make lab        set up, then open JupyterLab on notebooks/
 #   make demo       set up, then train, evaluate, encode and search through the command line

@@ -1,4 +1,4 @@
-"""The committed notebooks: all six present, clean, and free of errors.
+"""The committed notebooks: all seven present, clean, and free of errors.
 
 Executing them is nbval's job (``pytest notebooks/``); this checks what is
 committed, with the same rules as ``python tools/notebooks.py check``.
@@ -22,11 +22,12 @@ EXPECTED = [
     "04_evaluation",
     "05_code_visualisation",
     "06_retrieval_demo",
+    "07_hashing_families",
 ]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_the_six_tutorial_notebooks_are_there():
+def test_the_seven_tutorial_notebooks_are_there():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
