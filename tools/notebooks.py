@@ -15,12 +15,22 @@ execution counts renumbered 1, 2, 3... in cell order (nbval refuses stored
 outputs without a count, so they are made deterministic rather than
 removed), no cell metadata but tags and JupyterLab's folding of a
 cell's source (exercise solutions), no notebook metadata but the kernel
-spec and language name, no error outputs, no widget state.
+spec, the language name and the widget state, no error outputs.
+
+Widgets: `run` stores the widget state (nbclient's store_widget_state), so
+a widget such as notebook 06's retrieval explorer renders from the saved
+notebook, in JupyterLab and in static viewers, without a kernel. `clean`
+keeps a widget view only when every model it shows is stored and none is a
+progress bar (tqdm's bars would show their last frame as if still running),
+keeps only the stored models the kept views reach, and renames them in the
+order they are reached, so a rerun gives the same ids. `check` names a widget
+view without its stored models, a progress bar, and stored models no view shows.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -34,6 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 KEPT_CELL_METADATA = {"tags", "jupyter"}  # "jupyter": JupyterLab's source_hidden, which folds solution cells
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+PROGRESS_BARS = {"FloatProgressModel", "IntProgressModel"}  # what tqdm.notebook draws
+MODEL_REFERENCE = "IPY_MODEL_"  # how one widget's state names another model
 
 
 def notebook_paths(names: list[str]) -> list[Path]:
@@ -44,14 +58,81 @@ def notebook_paths(names: list[str]) -> list[Path]:
     return paths
 
 
+def stored_widgets(nb: nbformat.NotebookNode) -> dict:
+    """The widget models the notebook stores, by model id (empty when it stores none)."""
+    return nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+
+def referenced(value) -> list[str]:
+    """The model ids a widget state value names ("IPY_MODEL_<id>"), in order."""
+    if isinstance(value, str):
+        return [value[len(MODEL_REFERENCE) :]] if value.startswith(MODEL_REFERENCE) else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [model_id for item in items for model_id in referenced(item)]
+
+
+def reached(model_id: str, state: dict) -> list[str]:
+    """``model_id`` and every model it names, depth first, in a fixed order; ids not stored included."""
+    seen, todo = [], [model_id]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.append(current)
+            if current in state:
+                todo.extend(reversed(referenced(state[current].get("state", {}))))
+    return seen
+
+
+def view_problem(output, state: dict) -> str | None:
+    """Why a widget-view output cannot be kept (None: it can): models not stored, or a progress bar."""
+    models = reached(output.data[WIDGET_VIEW].get("model_id", ""), state)
+    if any(model_id not in state for model_id in models):
+        return "a widget view without its stored state"
+    if any(state[model_id].get("model_name") in PROGRESS_BARS for model_id in models):
+        return "a progress-bar widget"
+    return None
+
+
+def renamed(value, names: dict):
+    """A widget state value with its model references renamed by ``names``."""
+    if isinstance(value, str) and value.startswith(MODEL_REFERENCE):
+        return MODEL_REFERENCE + names.get(value[len(MODEL_REFERENCE) :], value[len(MODEL_REFERENCE) :])
+    if isinstance(value, dict):
+        return {key: renamed(item, names) for key, item in value.items()}
+    if isinstance(value, list):
+        return [renamed(item, names) for item in value]
+    return value
+
+
+def clean_widgets(nb: nbformat.NotebookNode, state: dict) -> dict:
+    """Drop the widget views that cannot be kept; return the models the kept ones reach, renamed.
+
+    The new ids are hashes of the order the models are reached in, so a rerun that makes the same
+    widgets gives the same ids (and clean is idempotent).
+    """
+    names = {}
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        cell.outputs = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {}) or not view_problem(o, state)]
+        for view in (o.data[WIDGET_VIEW] for o in cell.outputs if WIDGET_VIEW in o.get("data", {})):
+            for model_id in reached(view["model_id"], state):
+                names.setdefault(model_id, hashlib.sha1(f"widget {len(names) + 1}".encode()).hexdigest()[:32])
+            view["model_id"] = names[view["model_id"]]
+    return {names[model_id]: renamed(state[model_id], names) for model_id in names}
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Strip what changes from run to run without teaching anything."""
+    """Strip what changes from run to run without teaching anything; keep the widgets a view shows."""
+    state = clean_widgets(nb, stored_widgets(nb))
     nb.metadata = nbformat.from_dict(
         {
             "kernelspec": KERNELSPEC,
             "language_info": {"name": "python"},
         }
     )
+    if state:
+        nb.metadata.widgets = nbformat.from_dict(
+            {WIDGET_STATE: {"state": state, "version_major": 2, "version_minor": 0}}
+        )
     count = 0
     for cell in nb.cells:
         cell.metadata = nbformat.from_dict({k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA})
@@ -59,17 +140,10 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             count += 1
             cell.execution_count = count
-            outputs = []
             for output in cell.outputs:
                 if "execution_count" in output:
                     output.execution_count = count
                 output.metadata = nbformat.from_dict({})
-                if "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
-                    # Without its state a widget shows only its text fallback, a snapshot from
-                    # when it was created: for a tqdm bar "0%", which would mislead.
-                    continue
-                outputs.append(output)
-            cell.outputs = outputs
     nb.nbformat, nb.nbformat_minor = 4, 4
     return nb
 
@@ -78,10 +152,13 @@ def problems(path: Path) -> list[str]:
     """What keeps a committed notebook from being clean."""
     nb = nbformat.read(path, as_version=4)
     found = []
-    if set(nb.metadata) - {"kernelspec", "language_info"}:
-        found.append(f"notebook metadata {sorted(set(nb.metadata) - {'kernelspec', 'language_info'})}")
+    if set(nb.metadata) - {"kernelspec", "language_info", "widgets"}:
+        found.append(f"notebook metadata {sorted(set(nb.metadata) - {'kernelspec', 'language_info', 'widgets'})}")
     if set(nb.metadata.get("language_info", {})) - {"name"}:
         found.append("volatile language_info (version, codemirror...)")
+    if set(nb.metadata.get("widgets", {})) - {WIDGET_STATE}:
+        found.append(f"widget metadata {sorted(set(nb.metadata.widgets) - {WIDGET_STATE})}")
+    state, shown = stored_widgets(nb), set()
     count = 0
     for number, cell in enumerate(nb.cells, 1):
         extra = set(cell.metadata) - KEPT_CELL_METADATA
@@ -97,10 +174,14 @@ def problems(path: Path) -> list[str]:
                 found.append(f"cell {number}: error output {output.ename}: {output.evalue}")
             if output.get("execution_count", count) != count:
                 found.append(f"cell {number}: output execution count {output.execution_count}")
-            if "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
-                found.append(f"cell {number}: widget state")
+            if WIDGET_VIEW in output.get("data", {}):
+                problem = view_problem(output, state)
+                found += [f"cell {number}: {problem}"] if problem else []
+                shown.update(reached(output.data[WIDGET_VIEW].get("model_id", ""), state))
             if output.output_type == "stream" and output.name == "stderr" and "Traceback" in output.text:
                 found.append(f"cell {number}: a traceback in stderr")
+    if set(state) - shown:
+        found.append(f"stored state of {len(set(state) - shown)} widget models no output shows (run `clean`)")
     return found
 
 
@@ -161,6 +242,7 @@ def run(path: Path, out: Path | None, fast: bool, timeout: int) -> float:
                 kernel_manager_class=ipc_kernels(Path(folder)),
                 resources={"metadata": {"path": str(path.resolve().parent)}},
                 allow_errors=False,
+                store_widget_state=True,  # clean() keeps the state of the widgets a view shows
                 on_cell_start=say_cell(path.stem, nb.cells, lambda line: print(line, flush=True)),
             ).execute()
         finally:
