@@ -1,4 +1,4 @@
-"""Plots of blocks, feature maps, stage costs and load reports."""
+"""Plots of the network, blocks, feature maps, stage costs and load reports."""
 
 import matplotlib
 
@@ -9,14 +9,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from hhlib import HybridHashConfig  # noqa: E402
+from hhlib import HybridHash, HybridHashConfig  # noqa: E402
 from hhlib.analysis import channel_norm  # noqa: E402
-from hhlib.summary import LoadRow, StageRow  # noqa: E402
+from hhlib.summary import LoadRow, StageRow, stage_summary  # noqa: E402
 from hhlib.viz.architecture import (  # noqa: E402
     plot_blockify,
     plot_blocks,
     plot_feature_maps,
     plot_load_report,
+    plot_network,
     plot_stage_costs,
 )
 
@@ -68,32 +69,45 @@ def test_blockify_panel_holds_one_row_per_block_and_round_trips():
         plot_blockify(np.zeros((10, 10)), 4)
 
 
-def test_feature_maps_draw_their_channel_norms():
+def test_feature_maps_draw_their_channel_norms_on_one_labelled_scale():
     feature_map = torch.zeros(2, 3, 4)
     feature_map[0, 1, 2], feature_map[1, 1, 2] = 3.0, 4.0
     fig = plot_feature_maps({"a": feature_map, "b": np.ones((5, 2, 2))})
-    assert len(fig.axes) == 4  # two maps, two colour bars
+    assert len(fig.axes) == 3  # two maps, one shared colour bar
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 2
     np.testing.assert_array_equal(np.asarray(panels[0].images[0].get_array()), channel_norm(feature_map))
     assert np.allclose(np.asarray(panels[1].images[0].get_array()), np.sqrt(5.0))
-    assert panels[0].get_title() == "a\n(2, 3, 4)" and "(5, 2, 2)" in panels[1].get_title()
+    # one scale, from the smallest to the largest norm of all panels
+    assert [image.get_clim() for ax in panels for image in ax.images] == [(0.0, 5.0), (0.0, 5.0)]
+    assert "channel norm" in fig.axes[2].get_ylabel()
+    assert panels[0].get_title() == "channel norm of a\n(C, H, W) = (2, 3, 4)" and "(5, 2, 2)" in panels[1].get_title()
     with pytest.raises(ValueError):
         plot_feature_maps({})
     with pytest.raises(ValueError, match="need 2 axes"):
         plot_feature_maps({"a": feature_map, "b": feature_map}, axes=[panels[0]])
 
 
+def test_feature_maps_can_have_a_scale_each():
+    low = np.arange(4.0).reshape(1, 2, 2)
+    fig = plot_feature_maps({"a": low, "b": low + 10}, shared=False)
+    assert len(fig.axes) == 4  # a colour bar per map
+    assert [ax.images[0].get_clim() for ax in fig.axes if ax.images] == [(0.0, 3.0), (10.0, 13.0)]
+
+
 def rows(*specs):
     return [StageRow(stage, stage, None, params, flops, 0) for stage, params, flops in specs]
 
 
-def test_stage_costs_bars_are_the_numbers():
-    fig = plot_stage_costs(rows(("a", 2_000_000, 3_000_000_000), ("b", 500_000, 1_000_000_000)))
+def test_stage_costs_bars_are_the_numbers_on_log_axes():
+    fig = plot_stage_costs(rows(("a", 2_000_000, 3_000_000_000), ("b", 500_000, 1_000_000_000), ("c", 1_000, 0)))
     params_ax, flops_ax = fig.axes
-    assert [p.get_width() for p in params_ax.patches] == pytest.approx([2.0, 0.5])
-    assert [p.get_width() for p in flops_ax.patches] == pytest.approx([3.0, 1.0])
-    assert [t.get_text() for t in params_ax.get_yticklabels()] == ["a", "b"]
+    assert params_ax.get_xscale() == flops_ax.get_xscale() == "log"
+    assert [p.get_width() for p in params_ax.patches] == pytest.approx([2e6, 5e5, 1e3])
+    assert [p.get_width() for p in flops_ax.patches] == pytest.approx([3e9, 1e9])  # a 0 has no bar on a log axis
+    assert [t.get_text().strip() for t in flops_ax.texts] == ["3.0G", "1.0G", "0"]  # ... but says it is 0
+    assert params_ax.get_xlim()[0] < 1_000  # the smallest bar is visible
+    assert [t.get_text() for t in params_ax.get_yticklabels()] == ["a", "b", "c"]
 
 
 def test_stage_costs_of_two_models_merge_stage_names_in_order():
@@ -106,18 +120,21 @@ def test_stage_costs_of_two_models_merge_stage_names_in_order():
     params_ax = fig.axes[0]
     assert [t.get_text() for t in params_ax.get_yticklabels()] == ["stem", "interaction", "pool", "head"]
     assert len(params_ax.patches) == 6
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["one", "two"]
     with pytest.raises(ValueError):
         plot_stage_costs([])
 
 
-def test_load_report_bars_stack_loaded_and_fresh_parameters():
+def test_load_report_draws_loaded_and_fresh_side_by_side_on_a_log_axis():
     report_rows = [LoadRow("stem", 2, 0, 3_000_000, 0), LoadRow("head", 1, 3, 1_000_000, 1_000_000)]
     ax = plot_load_report(report_rows).axes[0]
+    assert ax.get_xscale() == "log"
     bars = ax.patches
-    assert [b.get_width() for b in bars] == pytest.approx([3.0, 1.0, 0.0, 1.0])
-    assert bars[3].get_x() == pytest.approx(1.0)  # fresh stacked after loaded
+    assert [b.get_width() for b in bars] == pytest.approx([3e6, 1e6, 1e6])  # the stem's 0 fresh has no bar
+    assert [b.get_facecolor() for b in bars[1:]] != [bars[1].get_facecolor()] * 2  # loaded and fresh told apart
+    assert bars[0].get_height() > bars[1].get_height()  # a lone bar fills its row, two share theirs
     assert "4.0 M of 5.0 M parameters loaded (80%)" in ax.get_title()
-    assert any("1 loaded / 3 fresh" in t.get_text() for t in ax.texts)
+    assert any("1 loaded / 3 fresh" in t.get_text() for t in ax.get_yticklabels())
     with pytest.raises(ValueError):
         plot_load_report([])
 
@@ -125,7 +142,31 @@ def test_load_report_bars_stack_loaded_and_fresh_parameters():
 def test_feature_map_colour_bars_tell_min_and_max_apart():
     nearly_flat = np.full((1, 2, 2), 0.0088)
     nearly_flat[0, 0, 0] += 1e-9
-    fig = plot_feature_maps({"flat": nearly_flat})
+    fig = plot_feature_maps({"flat": nearly_flat}, shared=False)
     colour_bar = fig.axes[1]
     labels = [t.get_text() for t in colour_bar.get_yticklabels()]
     assert len(labels) == 2 and labels[0] != labels[1]
+
+
+def drawn_text(ax):
+    return "\n".join(t.get_text() for t in ax.texts)
+
+
+def test_network_drawing_shows_the_shapes_of_both_configurations():
+    fig = plot_network({"CPU": HybridHashConfig.cpu(), "paper": HybridHashConfig.paper(64)})
+    cpu, paper = (drawn_text(ax) for ax in fig.axes)
+    for shape in ("(3, 32, 32)", "(32, 16, 16)", "(16, 16, 32)", "(64, 8, 8)", "(4, 16, 64)", "(1, 16, 128)"):
+        assert shape in cpu
+    for shape in ("(3, 224, 224)", "(128, 56, 56)", "(16, 196, 128)", "(256, 28, 28)", "(1, 196, 512)"):
+        assert shape in paper
+    assert "15 layers, 16 heads" in paper and "(bits,) = (64,)" in paper
+    assert fig.axes[1].get_title() == "paper: 224 px, 64 bits, b = 14"
+
+
+def test_network_drawing_agrees_with_the_model():
+    config = HybridHashConfig.cpu(bits=16, embed_dims=(32, 64), num_heads=(1, 2), depths=(1, 1))
+    text = drawn_text(plot_network(config).axes[0])
+    for row in stage_summary(HybridHash(config)):
+        if row.output_shape and len(row.output_shape) == 4 and "transformer" not in row.stage:
+            assert str(tuple(row.output_shape[1:])) in text, row.stage
+    assert "level 1 transformer" in text and "interaction module 2" not in text

@@ -4,7 +4,7 @@ The plots only draw: the numbers they show come from :mod:`hhlib.analysis`, and 
 made by :func:`hhlib.viz._figure.figure`, in one style (docs/DESIGN.md, "Module map").
 
 - :mod:`hhlib.viz.data`: splits and example images.
-- :mod:`hhlib.viz.architecture`: blocks, stages and what was loaded.
+- :mod:`hhlib.viz.architecture`: the whole network, blocks, stages and what was loaded.
 - :mod:`hhlib.viz.training`: the loss and the training curves.
 - :mod:`hhlib.viz.evaluation`: precision-recall and precision@K curves.
 - :mod:`hhlib.viz.codes`: bit statistics, distances and embeddings of codes.

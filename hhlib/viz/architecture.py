@@ -1,17 +1,19 @@
-"""Plots: blocks, feature maps, stage costs and what a weight loader filled (notebook 02).
+"""Plots: the network, blocks, feature maps, stage costs and what a weight loader filled (notebook 02).
 
 Every plot function returns its matplotlib Figure.
 
+- :func:`plot_network`: the whole HybridHash as boxes, with the shape after
+  every stage computed from a :class:`~hhlib.model.HybridHashConfig`.
 - :func:`plot_blocks`: the blocks of every level drawn over an image.
 - :func:`plot_blockify`: what :func:`hhlib.model.blockify` does to a map,
   and that :func:`~hhlib.model.deblockify` undoes it.
 - :func:`plot_feature_maps`: channel norms (:func:`hhlib.analysis.channel_norm`)
-  of (C, H, W) maps side by side, e.g. the local and global branches of an
-  interaction module.
+  of (C, H, W) maps side by side on one shared colour scale, e.g. the local
+  and global branches of an interaction module.
 - :func:`plot_stage_costs`: parameters and FLOPs per stage (rows of
-  :func:`hhlib.summary.stage_summary`), for one or several models.
+  :func:`hhlib.summary.stage_summary`), for one or several models, on log axes.
 - :func:`plot_load_report`: loaded vs fresh parameters per group (rows of
-  :func:`hhlib.summary.load_report_by_stage`).
+  :func:`hhlib.summary.load_report_by_stage`), on a log axis.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import FancyBboxPatch, Patch
+from matplotlib.ticker import EngFormatter
 
 from hhlib.analysis import channel_norm
 from hhlib.model import HybridHashConfig, blockify, deblockify
@@ -31,6 +34,7 @@ from hhlib.summary import LoadRow, StageRow
 from hhlib.viz._figure import bare, figure, panel, panels
 
 __all__ = [
+    "plot_network",
     "plot_blocks",
     "plot_blockify",
     "plot_feature_maps",
@@ -39,6 +43,83 @@ __all__ = [
 ]
 
 LOADED_COLOR, FRESH_COLOR = "tab:green", "tab:orange"
+
+
+# Fill colours of plot_network's boxes: attention, hybrid (convolution + attention), the rest.
+_NETWORK_COLORS = {"attention": "#fde0c5", "hybrid": "#e4d7f5", "plain": "#e8e8e8"}
+
+
+def _network_stages(config: HybridHashConfig) -> list[tuple[str, str, str, str]]:
+    """(name, what it does, output shape, kind) for every stage of the HybridHash that ``config`` describes."""
+    G, b, p = config.grid_size, config.block_size, config.patch_size
+    dims, L = config.embed_dims, config.num_levels
+    stages = [
+        ("input image", "", f"(C, H, W) = ({config.in_chans}, {config.img_size}, {config.img_size})", "plain"),
+        ("patch embedding", f"{p}x{p} convolution, stride {p}", f"(C, H, W) = ({dims[0]}, {G}, {G})", "plain"),
+    ]
+    for i, (dim, depth, heads) in enumerate(zip(dims, config.depths, config.num_heads)):
+        side, blocks = G // 2**i, 4 ** (L - 1 - i)
+        if i:
+            what = f"3x3 conv + attention of {4 * blocks} block tokens, max-pool /2"
+            stages.append((f"interaction module {i}", what, f"(C, H, W) = ({dim}, {side}, {side})", "hybrid"))
+        what = f"{depth} layer{'s' if depth > 1 else ''}, {heads} head{'s' if heads > 1 else ''}, inside each block"
+        stages.append((f"level {i} transformer", what, f"(T, N, C) = ({blocks}, {b * b}, {dim})", "attention"))
+    stages += [
+        ("final LayerNorm", "", f"(C, H, W) = ({dims[-1]}, {b}, {b})", "plain"),
+        (
+            "hash head",
+            "1x3, 3x1 conv + attention, max-pool, 1x1 conv, mean, tanh",
+            f"(bits,) = ({config.bits},)",
+            "hybrid",
+        ),
+        ("sign", "", f"{config.bits} bits", "plain"),
+    ]
+    return stages
+
+
+def plot_network(
+    configs: HybridHashConfig | Mapping[str, HybridHashConfig], axes: Sequence[Axes] | None = None
+) -> Figure:
+    """The whole HybridHash as a column of boxes, each with the shape it outputs for one image.
+
+    Args:
+        configs: a configuration, or title -> configuration to draw several side by side.
+        axes: one axis per configuration; a new figure when None.
+
+    Returns:
+        The Figure. Orange boxes attend inside blocks, purple ones join convolution and attention.
+    """
+    configs = {"": configs} if isinstance(configs, HybridHashConfig) else dict(configs)
+    if not configs:
+        raise ValueError("no configuration to draw")
+    stages = {title: _network_stages(config) for title, config in configs.items()}
+    rows = max(len(s) for s in stages.values())
+    fig, axes = panels(axes, len(configs), (4.6, 0.5 * rows + 0.4), "one per configuration")
+    for ax, (title, config) in zip(axes, configs.items()):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(rows - 0.5, -0.6)
+        for y, (name, what, shape, kind) in enumerate(stages[title]):
+            ax.add_patch(
+                FancyBboxPatch(
+                    (0.02, y - 0.34),
+                    0.6,
+                    0.68,
+                    boxstyle="round,pad=0,rounding_size=0.05",
+                    facecolor=_NETWORK_COLORS[kind],
+                    edgecolor=".3",
+                    linewidth=0.8,
+                )
+            )
+            ax.text(0.04, y - (0.1 if what else 0), name, fontsize=8.5, fontweight="bold", va="center")
+            if what:
+                ax.text(0.04, y + 0.17, what, fontsize=6.5, va="center", color=".2")
+            ax.text(0.65, y, shape, fontsize=8, va="center", family="monospace")
+            if y:
+                ax.annotate("", (0.32, y - 0.34), (0.32, y - 0.66), arrowprops=dict(arrowstyle="->", lw=0.8))
+        heading = f"{title}: " if title else ""
+        ax.set_title(f"{heading}{config.img_size} px, {config.bits} bits, b = {config.block_size}", fontsize=9)
+        bare(ax)
+    return fig
 
 
 def _as_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -180,35 +261,47 @@ def _distinct(value: float, other: float) -> str:
 
 
 def plot_feature_maps(
-    maps: Mapping[str, np.ndarray | torch.Tensor], axes: Sequence[Axes] | None = None, cmap: str = "viridis"
+    maps: Mapping[str, np.ndarray | torch.Tensor],
+    axes: Sequence[Axes] | None = None,
+    cmap: str = "viridis",
+    shared: bool = True,
 ) -> Figure:
-    """Feature maps side by side, each shown as its channel norm (:func:`channel_norm`).
+    """Feature maps side by side, each drawn as its channel norm (:func:`channel_norm`) at every position.
 
-    Each panel has its own colour scale, labelled at its minimum and maximum,
-    and its (C, H, W) shape in the title.
+    With ``shared`` all panels use one colour scale (one labelled colour bar), so panels compare; without it
+    each panel gets its own bar, labelled at its extremes only.
 
     Args:
-        maps: title -> (C, H, W) map (or a batch of one).
+        maps: what is drawn -> (C, H, W) map (or a batch of one).
         axes: one axis per map; a new 1 x len(maps) figure when None.
         cmap: the colour map.
+        shared: one colour scale for all panels.
 
     Returns:
         The Figure.
     """
     if not maps:
         raise ValueError("no maps to draw")
-    fig, axes = panels(axes, len(maps), (3.2, 3.4), "one per map")
+    fig, axes = panels(axes, len(maps), (3.0, 3.0), "one per map")
+    norms = {title: channel_norm(feature_map) for title, feature_map in maps.items()}
+    low = min(float(norm.min()) for norm in norms.values())
+    high = max(float(norm.max()) for norm in norms.values())
+    label = "channel norm ‖x[:, i, j]‖₂"
+    images = []
     for ax, (title, feature_map) in zip(axes, maps.items()):
-        norm = channel_norm(feature_map)
-        shape = tuple(feature_map.shape[-3:])
-        image = ax.imshow(norm, cmap=cmap, interpolation="nearest")
-        colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-        # Only the extremes, with as many digits as it takes to tell them apart: a
-        # nearly constant map (an untrained global branch) gets no misleading scale.
-        low, high = float(norm.min()), float(norm.max())
-        colorbar.set_ticks([low, high], labels=[_distinct(low, high), _distinct(high, low)])
-        ax.set_title(f"{title}\n{shape}", fontsize=9)
+        norm = norms[title]
+        limits = dict(vmin=low, vmax=high) if shared else {}
+        images.append(ax.imshow(norm, cmap=cmap, interpolation="nearest", **limits))
+        ax.set_title(f"channel norm of {title}\n(C, H, W) = {tuple(feature_map.shape[-3:])}", fontsize=9)
         bare(ax)
+        if not shared:
+            colorbar = fig.colorbar(images[-1], ax=ax, fraction=0.046, pad=0.03)
+            # Only the extremes, with as many digits as it takes to tell them apart: a
+            # nearly constant map (an untrained global branch) gets no misleading scale.
+            a, b = float(norm.min()), float(norm.max())
+            colorbar.set_ticks([a, b], labels=[_distinct(a, b), _distinct(b, a)])
+    if shared:
+        fig.colorbar(images[0], ax=list(axes), fraction=0.046 / len(axes), pad=0.02, label=label)
     return fig
 
 
@@ -229,10 +322,33 @@ def _merged_stage_order(models: Mapping[str, Sequence]) -> list[str]:
     return order
 
 
+def _log_bars(ax: Axes, positions: Sequence[float], values: Sequence[float], height: float, **style) -> None:
+    """Horizontal bars on a log axis, each labelled with its value; a 0 (which a log axis cannot draw) says so."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    short = EngFormatter(places=1, sep="")
+    for y, value in zip(positions, values):
+        if value > 0:
+            ax.barh(y, value, height=height, **style)
+        ax.annotate(
+            f" {short(value)}" if value > 0 else " 0",
+            (max(value, 1e-12), y),
+            xycoords=("data", "data") if value > 0 else ("axes fraction", "data"),
+            va="center",
+            fontsize=7,
+        )
+
+
+def _log_limits(ax: Axes, values: Sequence[float]) -> None:
+    """From at least half a decade below the smallest positive value to room for the labels right of the largest."""
+    positive = [v for v in values if v > 0] or [1.0]
+    ax.set_xlim(10 ** np.floor(np.log10(min(positive)) - 0.5), max(positive) * 30)
+
+
 def plot_stage_costs(
     rows: Sequence[StageRow] | Mapping[str, Sequence[StageRow]], axes: Sequence[Axes] | None = None
 ) -> Figure:
-    """Parameters (millions) and GFLOPs per stage, as two horizontal bar charts.
+    """Parameters and FLOPs per stage as two horizontal bar charts on log axes (stages span decades).
 
     Args:
         rows: :func:`hhlib.summary.stage_summary` rows of one model, or
@@ -241,14 +357,14 @@ def plot_stage_costs(
         axes: two axes (parameters, FLOPs); a new 1 x 2 figure when None.
 
     Returns:
-        The Figure.
+        The Figure; every bar is labelled with its value.
     """
     models = dict(rows) if isinstance(rows, Mapping) else {"": list(rows)}
     if not models or not any(models.values()):
         raise ValueError("no stage rows to draw")
     stages = _merged_stage_order(models)
     fig, axes = panels(
-        axes, 2, (6, 0.45 * len(stages) * max(1, len(models) / 1.5) + 1.2), "parameters, FLOPs", sharey=True
+        axes, 2, (5, 0.4 * len(stages) * max(1, len(models) / 1.5) + 1.2), "parameters, FLOPs", sharey=True
     )
     height = 0.8 / len(models)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -256,54 +372,64 @@ def plot_stage_costs(
         by_stage = {row.stage: row for row in model_rows}
         positions = [i - 0.4 + height * (m + 0.5) for i, stage in enumerate(stages) if stage in by_stage]
         present = [by_stage[stage] for stage in stages if stage in by_stage]
-        label = name or None
-        axes[0].barh(positions, [r.parameters / 1e6 for r in present], height=height, color=colors[m % 10], label=label)
-        axes[1].barh(positions, [r.gflops for r in present], height=height, color=colors[m % 10], label=label)
+        style = dict(color=colors[m % 10], label=name or None)
+        _log_bars(axes[0], positions, [r.parameters for r in present], height, **style)
+        _log_bars(axes[1], positions, [r.flops for r in present], height, **style)
+    everything = [r for rs in models.values() for r in rs]
+    _log_limits(axes[0], [r.parameters for r in everything])
+    _log_limits(axes[1], [r.flops for r in everything])
     axes[0].set_yticks(range(len(stages)), stages)
     axes[0].invert_yaxis()
-    axes[0].set_xlabel("parameters (millions)")
-    axes[1].set_xlabel("GFLOPs per image")
+    axes[0].set_xlabel("parameters (log scale)")
+    axes[1].set_xlabel("FLOPs per image (log scale)")
     totals = ", ".join(
-        f"{name + ': ' if name else ''}{sum(r.parameters for r in rs) / 1e6:.1f} M, "
+        f"{name + ': ' if name else ''}{sum(r.parameters for r in rs) / 1e6:.1f} M parameters, "
         f"{sum(r.flops for r in rs) / 1e9:.1f} GFLOPs"
         for name, rs in models.items()
     )
     axes[0].figure.suptitle(totals, fontsize=10)
     if len(models) > 1:
-        axes[1].legend(loc="lower right")
+        handles, labels = axes[1].get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        axes[1].legend(unique.values(), unique.keys(), loc="upper right", fontsize=8)
     return fig
 
 
 def plot_load_report(rows: Sequence[LoadRow], ax: Axes | None = None) -> Figure:
-    """Loaded vs freshly initialised parameters per group, as stacked horizontal bars.
+    """Loaded and freshly initialised parameters per group, side by side on a log axis (groups span decades).
 
     Args:
         rows: :func:`hhlib.summary.load_report_by_stage` rows.
         ax: where to draw; a new figure when None.
 
     Returns:
-        The Figure; each bar is annotated with its tensor counts.
+        The Figure; each bar is labelled with its parameter count, each group with its tensor counts.
     """
     if not rows:
         raise ValueError("no rows to draw")
-    fig, ax = panel(ax, (9, 0.4 * len(rows) + 1.2))
-    loaded = np.array([r.loaded_parameters for r in rows]) / 1e6
-    fresh = np.array([r.missing_parameters for r in rows]) / 1e6
+    fig, ax = panel(ax, (8, 0.42 * len(rows) + 1.2))
+    loaded = [r.loaded_parameters for r in rows]
+    fresh = [r.missing_parameters for r in rows]
     positions = np.arange(len(rows))
-    ax.barh(positions, loaded, color=LOADED_COLOR)
-    ax.barh(positions, fresh, left=loaded, color=FRESH_COLOR)
-    # A log scale would hide the small groups less, but bars of 0 cannot be drawn on it.
-    for y, row, end in zip(positions, rows, loaded + fresh):
-        ax.text(end, y, f"  {row.loaded_tensors} loaded / {row.missing_tensors} fresh tensors", va="center", fontsize=8)
-    ax.set_yticks(positions, [r.stage for r in rows])
+    # A group's zero bar is left out (its tensor counts say it); two bars share the row.
+    for y, pair in zip(positions, zip(loaded, fresh)):
+        bars = [(value, color) for value, color in zip(pair, (LOADED_COLOR, FRESH_COLOR)) if value > 0]
+        height = 0.7 / max(1, len(bars))
+        for k, (value, color) in enumerate(bars):
+            _log_bars(ax, [y - 0.35 + height * (k + 0.5)], [value], height, color=color)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    _log_limits(ax, loaded + fresh)
+    labels = [f"{r.stage}\n{r.loaded_tensors} loaded / {r.missing_tensors} fresh tensors" for r in rows]
+    ax.set_yticks(positions, labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("parameters (millions)")
-    ax.set_xlim(0, max(float((loaded + fresh).max()), 1e-6) * 1.45)
+    ax.set_xlabel("parameters (log scale)")
     ax.legend(
         handles=[Patch(color=LOADED_COLOR, label="loaded"), Patch(color=FRESH_COLOR, label="fresh (own init)")],
         loc="lower right",
+        fontsize=8,
     )
-    total_loaded, total = loaded.sum(), loaded.sum() + fresh.sum()
+    total_loaded, total = sum(loaded) / 1e6, (sum(loaded) + sum(fresh)) / 1e6
     ax.set_title(
         f"{total_loaded:.1f} M of {total:.1f} M parameters loaded ({100 * total_loaded / total:.0f}%)"
         if total
