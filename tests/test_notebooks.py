@@ -63,10 +63,14 @@ def view(model_id: str, text: str, output_type: str = "display_data") -> nbforma
 PNG = {"data": "iVBORw0KGgo=", "encoding": "base64", "path": ["value"]}
 WIDGETS = {
     # the explorer: a box of a status line and the results' picture, whose PNG is a buffer
-    "box": model("VBoxModel", children=["IPY_MODEL_status", "IPY_MODEL_picture"], layout="IPY_MODEL_layout"),
+    "box": model(
+        "VBoxModel", children=["IPY_MODEL_status", "IPY_MODEL_picture", "IPY_MODEL_upload"], layout="IPY_MODEL_layout"
+    ),
     "status": model("HTMLModel", value="<b>query 3</b>: 10 of the 10 nearest"),
     "picture": {**model("ImageModel", format="png"), "buffers": [PNG]},
     "layout": model("LayoutModel", width="420px"),
+    # emptied after an upload: nbclient still holds the file's bytes, which no longer fit the state
+    "upload": {**model("FileUploadModel", value=[]), "buffers": [{**PNG, "path": ["value", 0, "content"]}]},
     # a tqdm bar: a box of a description, the bar and its count
     "bar": model("HBoxModel", children=["IPY_MODEL_desc", "IPY_MODEL_progress", "IPY_MODEL_count"]),
     "desc": model("HTMLModel", value="encoding"),
@@ -138,11 +142,13 @@ def test_clean_keeps_exactly_the_explorer_and_its_state():
     assert shown.data["text/plain"] == "RetrievalExplorer(...)"
     state = notebook_tools.stored_widgets(nb)
     box = shown.data[notebook_tools.WIDGET_VIEW]["model_id"]
-    assert sorted(m["model_name"] for m in state.values()) == ["HTMLModel", "ImageModel", "LayoutModel", "VBoxModel"]
+    names = ["FileUploadModel", "HTMLModel", "ImageModel", "LayoutModel", "VBoxModel"]
+    assert sorted(m["model_name"] for m in state.values()) == names
     assert state[box]["model_name"] == "VBoxModel"
-    status, picture = (state[ref.removeprefix("IPY_MODEL_")] for ref in state[box]["state"]["children"])
+    status, picture, upload = (state[ref.removeprefix("IPY_MODEL_")] for ref in state[box]["state"]["children"])
     assert status["state"]["value"].startswith("<b>query 3</b>")
     assert picture["buffers"] == [PNG]  # the picture travels with the notebook
+    assert "buffers" not in upload  # a stale buffer would break restoring the emptied upload
     assert state[box]["state"]["layout"].removeprefix("IPY_MODEL_") in state
 
 

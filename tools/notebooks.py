@@ -22,8 +22,10 @@ a widget such as notebook 06's retrieval explorer renders from the saved
 notebook, in JupyterLab and in static viewers, without a kernel. `clean`
 keeps a widget view only when every model it shows is stored and none is a
 progress bar (tqdm's bars would show their last frame as if still running),
-keeps only the stored models the kept views reach, and renames them in the
-order they are reached, so a rerun gives the same ids. `check` names a widget
+keeps only the stored models the kept views reach (and of their binary
+buffers only those that fit the model's last state: an emptied FileUpload
+keeps none), and renames them in the order they are reached, so a rerun
+gives the same ids. `check` names a widget
 view without its stored models, a progress bar, and stored models no view shows.
 """
 
@@ -104,6 +106,27 @@ def renamed(value, names: dict):
     return value
 
 
+def buffer_fits(state: dict, path: list) -> bool:
+    """Whether a stored buffer's path leads into ``state``: nbclient keeps the buffers of values since replaced."""
+    target = state
+    for key in path[:-1]:
+        try:
+            target = target[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(target, dict)
+
+
+def kept_model(entry: dict, names: dict) -> dict:
+    """A stored model with its references renamed and only the buffers that still fit its state."""
+    entry = renamed(entry, names)
+    if "buffers" in entry:
+        entry["buffers"] = [b for b in entry["buffers"] if buffer_fits(entry.get("state", {}), b["path"])]
+        if not entry["buffers"]:
+            del entry["buffers"]
+    return entry
+
+
 def clean_widgets(nb: nbformat.NotebookNode, state: dict) -> dict:
     """Drop the widget views that cannot be kept; return the models the kept ones reach, renamed.
 
@@ -117,7 +140,7 @@ def clean_widgets(nb: nbformat.NotebookNode, state: dict) -> dict:
             for model_id in reached(view["model_id"], state):
                 names.setdefault(model_id, hashlib.sha1(f"widget {len(names) + 1}".encode()).hexdigest()[:32])
             view["model_id"] = names[view["model_id"]]
-    return {names[model_id]: renamed(state[model_id], names) for model_id in names}
+    return {names[model_id]: kept_model(state[model_id], names) for model_id in names}
 
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
