@@ -16,7 +16,7 @@ module re-exports.
 Everything the explorer shows is also kept as plain data, so code (and
 tests) can drive it without a browser: set the widgets' values, call
 ``explorer.search_button.click()``, read ``explorer.last_result`` (a
-:class:`SearchResult`) and ``explorer.status.value``.
+:class:`SearchResult`) and ``explorer.status_text`` (the status line as plain text).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import hashlib
 import html
 import io
 import os
+import re
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -224,6 +225,11 @@ class RetrievalExplorer:
     def index(self) -> HammingIndex:
         return self.retriever.index
 
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text (no tags, no entities), to print."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+
     def _build(self, k: int, max_k: int, radius: int, bits: int) -> None:
         """Make the controls and lay them out."""
         wide = widgets.Layout(width="420px")
@@ -321,7 +327,8 @@ class RetrievalExplorer:
         self.status.value = f"<span style='color:#c00'>{html.escape(message)}</span>"
 
     def _show(self, result: SearchResult) -> None:
-        figure = plot_search_result(result, self.data, columns=self.columns)
+        with plt.rc_context({"image.interpolation": "nearest"}):  # crisp pixels, and a PNG half the size
+            figure = plot_search_result(result, self.data, columns=self.columns)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
         plt.close(figure)  # drawn into the Image widget, not again by the notebook's inline backend
@@ -330,9 +337,9 @@ class RetrievalExplorer:
         self.status.value = _status_text(result)
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
-        """The widgets for Jupyter; a line saying what they are where widgets cannot show (a saved notebook)."""
+        """The widgets for Jupyter; a line saying what they are where widgets are not drawn (GitHub, a terminal)."""
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
-        bundle["text/plain"] = f"{self!r}: interactive widgets, shown when the notebook runs"
+        bundle["text/plain"] = f"{self!r}: interactive widgets (run the notebook to search with them)"
         return bundle
 
     def __repr__(self) -> str:

@@ -84,6 +84,7 @@ def test_first_search_shows_k_results(explorer):
     assert bytes(explorer.result_image.value).startswith(b"\x89PNG")
     assert len(explorer.last_figure.axes[1].texts) == 5  # one caption per result
     assert "5 of the 5 nearest" in explorer.status.value
+    assert explorer.status_text.startswith(f"{result.query}: 5 of the 5 nearest codes lie within Hamming radius")
 
 
 def test_displays_as_its_widgets(explorer):
@@ -162,6 +163,7 @@ def test_a_bad_upload_gives_a_message_not_an_exception(explorer):
     explorer.upload.value = (upload_entry(b"this is not an image", "notes.txt", "text/plain"),)
     assert explorer.last_result is None
     assert "could not read &#x27;notes.txt&#x27; as an image" in explorer.status.value
+    assert explorer.status_text.startswith("could not read 'notes.txt' as an image: upload a PNG")
     assert bytes(explorer.result_image.value) == b""
     explorer.search_button.click()  # still no exception
     assert explorer.last_result is None
