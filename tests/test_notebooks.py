@@ -131,6 +131,7 @@ def test_clean_strips_volatile_state_and_keeps_outputs(tmp_path):
     assert cell.metadata == {"tags": ["keep"], "jupyter": {"source_hidden": True}}  # a folded solution stays folded
     assert [o.output_type for o in cell.outputs] == ["error", "execute_result"]  # the tqdm bar and its "0%" are gone
     assert cell.outputs[1].execution_count == 1 and cell.outputs[1].data == {"text/plain": "2"}
+    nbformat.validate(nb)  # a valid notebook: no metadata on the error output, as nbformat 4 says
     # what is left is exactly the error, which clean() must not hide
     assert notebook_tools.problems(path) == ["cell 2: error output ZeroDivisionError: division by zero"]
 

@@ -166,7 +166,10 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             for output in cell.outputs:
                 if "execution_count" in output:
                     output.execution_count = count
-                output.metadata = nbformat.from_dict({})
+                if output.output_type in ("display_data", "execute_result"):
+                    output.metadata = nbformat.from_dict({})
+                else:  # streams and errors have no metadata in nbformat 4
+                    output.pop("metadata", None)
     nb.nbformat, nb.nbformat_minor = 4, 4
     return nb
 
