@@ -18,6 +18,7 @@ Every plot function returns its matplotlib Figure.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -49,76 +50,78 @@ LOADED_COLOR, FRESH_COLOR = "tab:green", "tab:orange"
 _NETWORK_COLORS = {"attention": "#fde0c5", "hybrid": "#e4d7f5", "plain": "#e8e8e8"}
 
 
-def _network_stages(config: HybridHashConfig) -> list[tuple[str, str, str, str]]:
-    """(name, what it does, output shape, kind) for every stage of the HybridHash that ``config`` describes."""
+def _network_stages(config: HybridHashConfig) -> list[tuple[str, str, str, str, str]]:
+    """(name, what it does, kind, output shape, what this configuration sets) for every stage."""
     G, b, p = config.grid_size, config.block_size, config.patch_size
     dims, L = config.embed_dims, config.num_levels
     stages = [
-        ("input image", "", f"(C, H, W) = ({config.in_chans}, {config.img_size}, {config.img_size})", "plain"),
-        ("patch embedding", f"{p}x{p} convolution, stride {p}", f"(C, H, W) = ({dims[0]}, {G}, {G})", "plain"),
+        ("input image", "", "plain", f"({config.in_chans}, {config.img_size}, {config.img_size})", ""),
+        ("patch embedding", "p x p convolution, stride p", "plain", f"({dims[0]}, {G}, {G})", f"p = {p}"),
     ]
     for i, (dim, depth, heads) in enumerate(zip(dims, config.depths, config.num_heads)):
         side, blocks = G // 2**i, 4 ** (L - 1 - i)
         if i:
-            what = f"3x3 conv + attention of {4 * blocks} block tokens, max-pool /2"
-            stages.append((f"interaction module {i}", what, f"(C, H, W) = ({dim}, {side}, {side})", "hybrid"))
-        what = f"{depth} layer{'s' if depth > 1 else ''}, {heads} head{'s' if heads > 1 else ''}, inside each block"
-        stages.append((f"level {i} transformer", what, f"(T, N, C) = ({blocks}, {b * b}, {dim})", "attention"))
+            what = "3x3 conv + attention of block tokens, max-pool /2"
+            note = f"{4 * blocks} tokens, {config.interaction_heads} heads"
+            stages.append((f"interaction module {i}", what, "hybrid", f"({dim}, {side}, {side})", note))
+        note = f"{depth} layer{'s' if depth > 1 else ''}, {heads} head{'s' if heads > 1 else ''}"
+        stages.append(
+            (f"level {i} transformer", "attention inside each block", "attention", f"({blocks}, {b * b}, {dim})", note)
+        )
     stages += [
-        ("final LayerNorm", "", f"(C, H, W) = ({dims[-1]}, {b}, {b})", "plain"),
-        (
-            "hash head",
-            "1x3, 3x1 conv + attention, max-pool, 1x1 conv, mean, tanh",
-            f"(bits,) = ({config.bits},)",
-            "hybrid",
-        ),
-        ("sign", "", f"{config.bits} bits", "plain"),
+        ("final LayerNorm", "", "plain", f"({dims[-1]}, {b}, {b})", ""),
+        ("hash head", "1x3, 3x1 conv + attention; pool, 1x1 conv, mean, tanh", "hybrid", f"({config.bits},)", ""),
+        ("sign", "", "plain", f"{config.bits} bits", ""),
     ]
     return stages
 
 
-def plot_network(
-    configs: HybridHashConfig | Mapping[str, HybridHashConfig], axes: Sequence[Axes] | None = None
-) -> Figure:
-    """The whole HybridHash as a column of boxes, each with the shape it outputs for one image.
+def plot_network(configs: HybridHashConfig | Mapping[str, HybridHashConfig], ax: Axes | None = None) -> Figure:
+    """The whole HybridHash as a column of boxes, with one column of output shapes per configuration.
+
+    Shapes are (C, H, W) for maps and (T, N, C) for the blocks inside a level (orange boxes); purple
+    boxes join convolution and attention. A stage one configuration lacks is left blank in its column.
 
     Args:
-        configs: a configuration, or title -> configuration to draw several side by side.
-        axes: one axis per configuration; a new figure when None.
+        configs: a configuration, or column title -> configuration.
+        ax: where to draw; a new figure when None.
 
     Returns:
-        The Figure. Orange boxes attend inside blocks, purple ones join convolution and attention.
+        The Figure.
     """
     configs = {"": configs} if isinstance(configs, HybridHashConfig) else dict(configs)
     if not configs:
         raise ValueError("no configuration to draw")
-    stages = {title: _network_stages(config) for title, config in configs.items()}
-    rows = max(len(s) for s in stages.values())
-    fig, axes = panels(axes, len(configs), (4.6, 0.5 * rows + 0.4), "one per configuration")
-    for ax, (title, config) in zip(axes, configs.items()):
-        ax.set_xlim(0, 1)
-        ax.set_ylim(rows - 0.5, -0.6)
-        for y, (name, what, shape, kind) in enumerate(stages[title]):
-            ax.add_patch(
-                FancyBboxPatch(
-                    (0.02, y - 0.34),
-                    0.6,
-                    0.68,
-                    boxstyle="round,pad=0,rounding_size=0.05",
-                    facecolor=_NETWORK_COLORS[kind],
-                    edgecolor=".3",
-                    linewidth=0.8,
-                )
-            )
-            ax.text(0.04, y - (0.1 if what else 0), name, fontsize=8.5, fontweight="bold", va="center")
-            if what:
-                ax.text(0.04, y + 0.17, what, fontsize=6.5, va="center", color=".2")
-            ax.text(0.65, y, shape, fontsize=8, va="center", family="monospace")
-            if y:
-                ax.annotate("", (0.32, y - 0.34), (0.32, y - 0.66), arrowprops=dict(arrowstyle="->", lw=0.8))
-        heading = f"{title}: " if title else ""
-        ax.set_title(f"{heading}{config.img_size} px, {config.bits} bits, b = {config.block_size}", fontsize=9)
-        bare(ax)
+    by_config = {title: {s[0]: s for s in _network_stages(config)} for title, config in configs.items()}
+    order = _merged_stage_order({title: list(stages) for title, stages in by_config.items()})
+    described = {name: s for stages in by_config.values() for name, s in stages.items()}
+    column = 0.5 / len(configs)
+    fig, ax = panel(ax, (2.8 + 1.4 * len(configs), 0.4 * len(order) + 0.5))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(len(order) - 0.5, -1.1)
+    for y, name in enumerate(order):
+        _, what, kind, _, _ = described[name]
+        box = FancyBboxPatch((0.01, y - 0.36), 0.46, 0.72, boxstyle="round,pad=0,rounding_size=0.04")
+        box.set(facecolor=_NETWORK_COLORS[kind], edgecolor=".3", linewidth=0.8)
+        ax.add_patch(box)
+        ax.text(0.025, y - (0.13 if what else 0), name, fontsize=7.5, fontweight="bold", va="center")
+        if what:
+            ax.text(0.025, y + 0.17, what, fontsize=6.5, va="center", color=".2")
+        if y:
+            ax.annotate("", (0.24, y - 0.36), (0.24, y - 0.64), arrowprops=dict(arrowstyle="->", lw=0.8))
+        for k, stages in enumerate(by_config.values()):
+            if name in stages:
+                x, shape, note = 0.5 + k * column, stages[name][3], stages[name][4]
+                ax.text(x, y - (0.13 if note else 0), shape, fontsize=7, va="center", family="monospace")
+                if note:
+                    ax.text(x, y + 0.17, note, fontsize=6.5, va="center", color=".3")
+    for k, (title, config) in enumerate(configs.items()):
+        heading = f"{title}\n" if title else ""
+        ax.text(
+            0.5 + k * column, -0.85, f"{heading}{config.img_size} px, b = {config.block_size}", fontsize=8, va="center"
+        )
+    ax.text(0.01, -0.85, "output shapes: (C, H, W) of maps,\n(T, N, C) of blocks (orange)", fontsize=7, va="center")
+    bare(ax)
     return fig
 
 
@@ -282,7 +285,7 @@ def plot_feature_maps(
     """
     if not maps:
         raise ValueError("no maps to draw")
-    fig, axes = panels(axes, len(maps), (3.0, 3.0), "one per map")
+    fig, axes = panels(axes, len(maps), (2.6, 2.6), "one per map")
     norms = {title: channel_norm(feature_map) for title, feature_map in maps.items()}
     low = min(float(norm.min()) for norm in norms.values())
     high = max(float(norm.max()) for norm in norms.values())
@@ -292,7 +295,8 @@ def plot_feature_maps(
         norm = norms[title]
         limits = dict(vmin=low, vmax=high) if shared else {}
         images.append(ax.imshow(norm, cmap=cmap, interpolation="nearest", **limits))
-        ax.set_title(f"channel norm of {title}\n(C, H, W) = {tuple(feature_map.shape[-3:])}", fontsize=9)
+        what = textwrap.fill(f"channel norm of {title}", 32)
+        ax.set_title(f"{what}\n(C, H, W) = {tuple(feature_map.shape[-3:])}", fontsize=8)
         bare(ax)
         if not shared:
             colorbar = fig.colorbar(images[-1], ax=ax, fraction=0.046, pad=0.03)
@@ -305,15 +309,15 @@ def plot_feature_maps(
     return fig
 
 
-def _merged_stage_order(models: Mapping[str, Sequence]) -> list[str]:
+def _merged_stage_order(models: Mapping[str, Sequence[str]]) -> list[str]:
     """Stage names of several models in one order that keeps each model's order.
 
     A stage only one model has goes right before that model's next stage
     already placed (after the stages of earlier models at the same place).
     """
     order: list[str] = []
-    for rows in models.values():
-        stages = [row.stage for row in rows]
+    for stages in models.values():
+        stages = list(stages)
         for i, stage in enumerate(stages):
             if stage in order:
                 continue
@@ -323,26 +327,21 @@ def _merged_stage_order(models: Mapping[str, Sequence]) -> list[str]:
 
 
 def _log_bars(ax: Axes, positions: Sequence[float], values: Sequence[float], height: float, **style) -> None:
-    """Horizontal bars on a log axis, each labelled with its value; a 0 (which a log axis cannot draw) says so."""
+    """Horizontal bars on a log axis with a light grid; a 0, which a log axis cannot draw, is written instead."""
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    short = EngFormatter(places=1, sep="")
+    ax.grid(axis="x", color=".9", linewidth=0.6)
     for y, value in zip(positions, values):
         if value > 0:
             ax.barh(y, value, height=height, **style)
-        ax.annotate(
-            f" {short(value)}" if value > 0 else " 0",
-            (max(value, 1e-12), y),
-            xycoords=("data", "data") if value > 0 else ("axes fraction", "data"),
-            va="center",
-            fontsize=7,
-        )
+        else:
+            ax.annotate(" 0", (0, y), xycoords=("axes fraction", "data"), va="center", fontsize=7)
 
 
 def _log_limits(ax: Axes, values: Sequence[float]) -> None:
-    """From at least half a decade below the smallest positive value to room for the labels right of the largest."""
+    """From at least half a decade below the smallest positive value to a little above the largest."""
     positive = [v for v in values if v > 0] or [1.0]
-    ax.set_xlim(10 ** np.floor(np.log10(min(positive)) - 0.5), max(positive) * 30)
+    ax.set_xlim(10 ** np.floor(np.log10(min(positive)) - 0.5), max(positive) * 2)
 
 
 def plot_stage_costs(
@@ -357,14 +356,15 @@ def plot_stage_costs(
         axes: two axes (parameters, FLOPs); a new 1 x 2 figure when None.
 
     Returns:
-        The Figure; every bar is labelled with its value.
+        The Figure; a stage that costs 0 is written as 0 (the tables of
+        :func:`hhlib.summary.format_stage_table` give every value).
     """
     models = dict(rows) if isinstance(rows, Mapping) else {"": list(rows)}
     if not models or not any(models.values()):
         raise ValueError("no stage rows to draw")
-    stages = _merged_stage_order(models)
+    stages = _merged_stage_order({name: [row.stage for row in rows] for name, rows in models.items()})
     fig, axes = panels(
-        axes, 2, (5, 0.4 * len(stages) * max(1, len(models) / 1.5) + 1.2), "parameters, FLOPs", sharey=True
+        axes, 2, (4.2, 0.3 * len(stages) * max(1, len(models) / 1.5) + 1.0), "parameters, FLOPs", sharey=True
     )
     height = 0.8 / len(models)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -378,7 +378,7 @@ def plot_stage_costs(
     everything = [r for rs in models.values() for r in rs]
     _log_limits(axes[0], [r.parameters for r in everything])
     _log_limits(axes[1], [r.flops for r in everything])
-    axes[0].set_yticks(range(len(stages)), stages)
+    axes[0].set_yticks(range(len(stages)), stages, fontsize=8)
     axes[0].invert_yaxis()
     axes[0].set_xlabel("parameters (log scale)")
     axes[1].set_xlabel("FLOPs per image (log scale)")
@@ -387,7 +387,7 @@ def plot_stage_costs(
         f"{sum(r.flops for r in rs) / 1e9:.1f} GFLOPs"
         for name, rs in models.items()
     )
-    axes[0].figure.suptitle(totals, fontsize=10)
+    axes[0].figure.suptitle(totals, fontsize=9)
     if len(models) > 1:
         handles, labels = axes[1].get_legend_handles_labels()
         unique = dict(zip(labels, handles))
@@ -403,15 +403,15 @@ def plot_load_report(rows: Sequence[LoadRow], ax: Axes | None = None) -> Figure:
         ax: where to draw; a new figure when None.
 
     Returns:
-        The Figure; each bar is labelled with its parameter count, each group with its tensor counts.
+        The Figure (:func:`hhlib.summary.format_load_table` gives the numbers).
     """
     if not rows:
         raise ValueError("no rows to draw")
-    fig, ax = panel(ax, (8, 0.42 * len(rows) + 1.2))
+    fig, ax = panel(ax, (5.5, 0.26 * len(rows) + 1.0))
     loaded = [r.loaded_parameters for r in rows]
     fresh = [r.missing_parameters for r in rows]
     positions = np.arange(len(rows))
-    # A group's zero bar is left out (its tensor counts say it); two bars share the row.
+    # A group's zero bar is left out (its colour says which one it has); two bars share the row.
     for y, pair in zip(positions, zip(loaded, fresh)):
         bars = [(value, color) for value, color in zip(pair, (LOADED_COLOR, FRESH_COLOR)) if value > 0]
         height = 0.7 / max(1, len(bars))
@@ -420,13 +420,12 @@ def plot_load_report(rows: Sequence[LoadRow], ax: Axes | None = None) -> Figure:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     _log_limits(ax, loaded + fresh)
-    labels = [f"{r.stage}\n{r.loaded_tensors} loaded / {r.missing_tensors} fresh tensors" for r in rows]
-    ax.set_yticks(positions, labels, fontsize=8)
+    ax.set_yticks(positions, [r.stage for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("parameters (log scale)")
     ax.legend(
         handles=[Patch(color=LOADED_COLOR, label="loaded"), Patch(color=FRESH_COLOR, label="fresh (own init)")],
-        loc="lower right",
+        loc="upper right",
         fontsize=8,
     )
     total_loaded, total = sum(loaded) / 1e6, (sum(loaded) + sum(fresh)) / 1e6
