@@ -25,8 +25,8 @@ progress bar (tqdm's bars would show their last frame as if still running),
 keeps only the stored models the kept views reach (and of their binary
 buffers only those that fit the model's last state: an emptied FileUpload
 keeps none), and renames them in the order they are reached, so a rerun
-gives the same ids. `check` names a widget
-view without its stored models, a progress bar, and stored models no view shows.
+gives the same ids. `check` names a widget view without its stored models,
+a progress bar, and stored models no view shows.
 """
 
 from __future__ import annotations
