@@ -92,12 +92,18 @@ def test_split_counts_bars_are_the_class_counts():
         plot_split_counts(split, LABELS, ["a"])
 
 
-def test_plot_protocols_one_row_per_split():
+def test_plot_protocols_is_one_table_of_the_class_counts():
     splits = {"cifar10": split_protocol(LABELS, "cifar10"), "cifar10-1": split_protocol(LABELS, "cifar10-1")}
     fig = plot_protocols(splits, {"cifar10": LABELS, "cifar10-1": LABELS})
-    assert len(fig.axes) == 6
-    assert "cifar10-1: database (5,000 images)" in fig.axes[5].get_title()
-    assert [p.get_height() for p in fig.axes[5].patches] == [500] * 10  # its database is its train set here
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert rows[0] == "cifar10: query (1,000)" and rows[5] == "cifar10-1: database (5,000)"
+    values = heatmap_values(ax).reshape(6, 10)
+    assert values[1].tolist() == [500] * 10 and values[5].tolist() == [500] * 10  # its database is its train set
+    assert [t.get_text() for t in ax.texts[:2]] == ["100", "100"]
+    with pytest.raises(ValueError, match="no splits"):
+        plot_protocols({}, LABELS)
 
 
 def test_example_grid_shows_raw_images_of_the_right_class(tiny_split):

@@ -8,8 +8,9 @@ optional ``ax``.
   average precision read off it (the mAP preview).
 - :func:`plot_protocol_layout`: how a protocol cuts the pooled dataset into
   query, train and database (and where train and database overlap).
-- :func:`plot_split_counts` / :func:`plot_protocols`: images per class in
-  each part of a split (from :func:`hhlib.analysis.split_class_counts`).
+- :func:`plot_split_counts`: images per class in each part of a split, as bars;
+  :func:`plot_protocols`: the same counts for several protocols in one table
+  (both from :func:`hhlib.analysis.split_class_counts`).
 - :func:`plot_example_grid`: a few raw images per class of a split.
 - :func:`plot_label_matrix` / :func:`plot_relevance`: multi-label vectors and
   the query x database relevance they define.
@@ -20,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
@@ -183,25 +185,37 @@ def plot_split_counts(
 def plot_protocols(
     splits: Mapping[str, Split],
     labels: np.ndarray | Mapping[str, np.ndarray],
-    class_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    ax: Axes | None = None,
 ) -> Figure:
-    """:func:`plot_split_counts` for several protocols, one row each.
+    """One table of images per class: a row for each part of each protocol, a column for each class.
+
+    Balanced splits read as rows of one repeated number, so a heatmap with the counts written in
+    says it in one panel (twelve bar charts of equal bars said it twelve times).
 
     Args:
-        splits: protocol name -> split.
+        splits: protocol name -> split; every protocol must have the same number of classes.
         labels: the labels of every split, or one label array per name.
-        class_names: the names of every split's classes, or one sequence per name.
+        ax: the axes to draw in; a new figure when None.
 
     Returns:
-        The Figure (rows in the order of ``splits``, columns query / train / database).
+        The Figure.
     """
     if not splits:
         raise ValueError("no splits to draw")
-    fig, grid = figure(3, (4, 2.6), rows=len(splits), squeeze=False)
-    for row, (name, split) in zip(grid, splits.items()):
-        row_labels = labels[name] if isinstance(labels, Mapping) else labels
-        names = class_names[name] if isinstance(class_names, Mapping) else class_names
-        plot_split_counts(split, row_labels, names, axes=row)
+    rows = {}
+    for name, split in splits.items():
+        counts = split_class_counts(split, labels[name] if isinstance(labels, Mapping) else labels)
+        for part in SPLIT_PARTS:
+            rows[f"{name}: {part} ({len(getattr(split, part)):,})"] = counts[part]
+    if len({len(r) for r in rows.values()}) != 1:
+        raise ValueError("the protocols have different numbers of classes")
+    table = pd.DataFrame(rows).T  # (protocols x parts, classes)
+    fig, ax = panel(ax, (0.55 * table.shape[1] + 3.2, 0.28 * len(table) + 0.9))
+    sns.heatmap(table, ax=ax, cmap="Blues", norm=LogNorm(), annot=True, fmt=",d", annot_kws={"fontsize": 7}, cbar=False)
+    ax.set_xlabel("class")
+    ax.set_ylabel("")
+    ax.tick_params(axis="both", labelsize=8, length=0)
+    ax.set_title("images per class (colour on a log scale)", fontsize=9)
     return fig
 
 
@@ -209,7 +223,12 @@ def plot_protocols(
 
 
 def plot_example_grid(
-    dataset, class_names: Sequence[str], per_class: int = 8, seed: int = 0, classes: Sequence[int] | None = None
+    dataset,
+    class_names: Sequence[str],
+    per_class: int = 8,
+    seed: int = 0,
+    classes: Sequence[int] | None = None,
+    size: float = 1.1,
 ) -> Figure:
     """A grid of raw images: one row per class, ``per_class`` images of it.
 
@@ -221,6 +240,7 @@ def plot_example_grid(
         per_class: images per row; rows of classes with fewer images stay short.
         seed: which images are picked (a seeded random choice).
         classes: the classes to show; those with at least one image by default.
+        size: inches per image (small images need few: 0.7 shows a 32 px image at 2x).
 
     Returns:
         The Figure.
@@ -235,7 +255,7 @@ def plot_example_grid(
     if not classes:
         raise ValueError("no class has an image in this split")
     rng = np.random.default_rng(seed)
-    panel_size = ((1.1 * per_class + 1.2) / per_class, 1.1)  # and room for the class names
+    panel_size = ((size * per_class + 1.2) / per_class, size)  # and room for the class names
     fig, grid = figure(per_class, panel_size, rows=len(classes), layout=None, squeeze=False)
     for row, c in zip(grid, classes):
         members = np.flatnonzero(labels[:, c])
