@@ -71,7 +71,7 @@ def test_code_scale_loss_plot_goes_down_for_class_codes_and_up_for_random_ones()
 
 
 HISTORY = {
-    "epochs": [{"epoch": e, "loss": 1.3 - 0.1 * e} for e in range(1, 7)],
+    "epochs": [{"epoch": e, "loss": 1.3 - 0.1 * e, "lr": 1e-3 / e} for e in range(1, 7)],
     "evals": [{"epoch": 3, "map": 0.4}, {"epoch": 6, "map": 0.55}],
 }
 
@@ -81,15 +81,34 @@ def test_training_curves_draw_the_history(history):
     tracked = plt.get_fignums()
     figure = viz.plot_training_curves(history)
     assert plt.get_fignums() == tracked  # not tracked by pyplot: a notebook cell shows it once, as its value
-    loss_ax, map_ax = figure.axes
+    loss_ax, lr_ax, map_ax = figure.axes
     assert (loss_ax.get_ylabel(), map_ax.get_ylabel()) == ("mean training loss", "mAP (query vs database)")
     loss_line = loss_ax.lines[0]
     assert list(loss_line.get_xdata()) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose(loss_line.get_ydata(), [1.2, 1.1, 1.0, 0.9, 0.8, 0.7])
     assert loss_ax.lines[1].get_ydata()[0] == pytest.approx(2 * LOG2)  # the collapsed loss
+    np.testing.assert_allclose(lr_ax.lines[0].get_ydata(), [1e-3 / e for e in range(1, 7)])
+    assert lr_ax.get_yscale() == "log"
     assert list(map_ax.lines[0].get_xdata()) == [3, 6] and list(map_ax.lines[0].get_ydata()) == [0.4, 0.55]
     with pytest.raises(ValueError, match="epochs"):
+        viz.plot_training_curves({"epochs": [], "evals": []})
+    with pytest.raises(ValueError, match="History"):
         viz.plot_training_curves({"epochs": []})
+
+
+def test_one_evaluation_is_written_in_the_legend_not_drawn_as_a_point():
+    once = {"epochs": HISTORY["epochs"], "evals": [{"epoch": 6, "map": 0.8421}]}
+    figure = viz.plot_training_curves(once)
+    assert len(figure.axes) == 2  # loss and schedule: no panel for a single point
+    assert figure.axes[0].lines[0].get_label() == "loss (mAP 0.842 at epoch 6)"
+
+
+def test_several_runs_are_drawn_side_by_side():
+    runs = {"cpu": HISTORY, "gpu": {"epochs": HISTORY["epochs"][:3], "evals": HISTORY["evals"][:1]}}
+    loss_ax, lr_ax, map_ax = viz.plot_training_curves(runs).axes
+    assert [line.get_label() for line in loss_ax.lines[:2]] == ["cpu", "gpu: loss (mAP 0.400 at epoch 3)"]
+    assert [len(line.get_xdata()) for line in lr_ax.lines] == [6, 3]
+    assert len(map_ax.lines) == 2
 
 
 def test_live_curves_outside_a_notebook_redraw_without_displaying(monkeypatch):

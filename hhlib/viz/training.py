@@ -6,8 +6,9 @@
   (:func:`hhlib.analysis.class_balance_weights` counts them for real labels).
 - :func:`plot_code_scale_loss`: the loss as codes shrink to zero
   (:func:`hhlib.analysis.code_scale_loss`), which shows the saddle at 2 log 2.
-- :func:`plot_training_curves` and :class:`LiveCurves`: loss and mAP per epoch,
-  after training or live during it (``on_epoch=LiveCurves()``).
+- :func:`plot_training_curves`: a finished run's recorded loss, learning rate and
+  mAP (several runs side by side); :class:`LiveCurves`: loss and mAP redrawn
+  live during training (``on_epoch=LiveCurves()``).
 """
 
 from __future__ import annotations
@@ -192,17 +193,11 @@ def _history_lists(history: Any) -> tuple[list[dict], list[dict]]:
 
 
 def _draw_curves(history: Any, loss_ax: Axes, map_ax: Axes) -> None:
+    """LiveCurves' two panels: the loss of every epoch so far and the mAP of every evaluation."""
     epochs, evals = _history_lists(history)
-    loss_ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], "o-", markersize=3, label="loss")
-    loss_ax.axhline(COLLAPSED_LOSS, color="grey", linestyle="--", linewidth=1, label="2 log 2 (collapsed)")
+    _draw_loss(loss_ax, {"loss": epochs})
     last_epoch = max([e["epoch"] for e in epochs] + [e["epoch"] for e in evals] + [1])
-    for ax in (loss_ax, map_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.set_xlim(0.5, last_epoch + 0.5)
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("mean training loss")
-    loss_ax.set_title("Training loss")
-    loss_ax.legend()
+    _epoch_axis(map_ax, last_epoch)
     map_ax.plot([e["epoch"] for e in evals], [e["map"] for e in evals], "s-", color="C2", label="mAP")
     for e in evals:
         at_the_edge = e["epoch"] == last_epoch and last_epoch > 1
@@ -214,27 +209,75 @@ def _draw_curves(history: Any, loss_ax: Axes, map_ax: Axes) -> None:
             ha="right" if at_the_edge else "center",
         )
     map_ax.set_ylim(0, 1)
-    map_ax.set_xlabel("epoch")
     map_ax.set_ylabel("mAP (query vs database)")
     map_ax.set_title("Retrieval mAP" if evals else "Retrieval mAP (not evaluated yet)")
 
 
-def plot_training_curves(history: Any, axes: tuple[Axes, Axes] | None = None) -> Figure:
-    """The mean loss of each epoch and the mAP of each evaluation.
+def _epoch_axis(ax: Axes, last_epoch: int) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(0.5, last_epoch + 0.5)
+    ax.set_xlabel("epoch")
 
-    Args:
-        history: a :class:`hhlib.train.History`, or its dict as stored in a
-            run's ``metrics["history"]`` and in a checkpoint.
-        axes: (loss axes, mAP axes) to draw in; default a new figure.
 
-    Returns:
-        The Figure: the loss (with the collapsed value 2 log 2 dashed) and
-        the mAP per evaluated epoch.
+def _draw_loss(ax: Axes, runs: Mapping[str, list[dict]]) -> None:
+    for name, epochs in runs.items():
+        ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], "o-", markersize=2, label=name)
+    ax.axhline(COLLAPSED_LOSS, color="grey", linestyle="--", linewidth=1, label="2 log 2 (collapsed)")
+    _epoch_axis(ax, max(e["epoch"] for epochs in runs.values() for e in epochs))
+    ax.set_ylabel("mean training loss")
+    ax.set_title("Training loss")
+    ax.legend(fontsize=8)
+
+
+def _runs(history: Any) -> dict[str, tuple[list[dict], list[dict]]]:
+    """name -> (epochs, evals): one history (named "run"), or a mapping of names to histories."""
+    single = not isinstance(history, Mapping) or "epochs" in history
+    runs = {"run": history} if single else dict(history)
+    if not runs:
+        raise ValueError("no history to draw")
+    return {name: _history_lists(h) for name, h in runs.items()}
+
+
+def plot_training_curves(history: Any) -> Figure:
+    """A run's recorded curves: the loss and learning rate of every epoch, and the mAP of its evaluations.
+
+    ``history`` is a :class:`hhlib.train.History` or its dict (``metrics["history"]``), or a mapping of
+    names to histories drawn side by side (a CPU and a GPU run). The mAP gets a panel only when a run
+    was evaluated at least twice; a single evaluation (the CPU preset evaluates once, at the end) is
+    written in the legend instead of drawn as a lone point.
     """
-    if axes is None:
-        _, axes = figure(2, (5, 3.5), **UNTRACKED)
-    _draw_curves(history, *axes)
-    return axes[0].figure
+    runs = _runs(history)
+    if any(not epochs for epochs, _ in runs.values()):
+        raise ValueError("a history without epochs has no curves to draw")
+    curves = any(len(evals) > 1 for _, evals in runs.values())
+    fig, axes = figure(3 if curves else 2, (4.2, 3.2), **UNTRACKED)
+    labels = {name: _run_label(name, evals, len(runs) > 1) for name, (_, evals) in runs.items()}
+    _draw_loss(axes[0], {labels[name]: epochs for name, (epochs, _) in runs.items()})
+    for name, (epochs, _) in runs.items():
+        axes[1].plot([e["epoch"] for e in epochs], [e["lr"] for e in epochs], label=labels[name])
+    _epoch_axis(axes[1], max(e["epoch"] for epochs, _ in runs.values() for e in epochs))
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("learning rate at the epoch's end")
+    axes[1].set_title("Schedule (log scale)")
+    if curves:
+        _draw_map_curves(axes[2], {labels[name]: evals for name, (_, evals) in runs.items()})
+    return fig
+
+
+def _run_label(name: str, evals: list[dict], named: bool) -> str:
+    prefix = f"{name}: " if named else ""
+    if len(evals) == 1:
+        return f"{prefix}loss (mAP {evals[0]['map']:.3f} at epoch {evals[0]['epoch']})"
+    return f"{prefix}loss" if not named else name
+
+
+def _draw_map_curves(ax: Axes, runs: Mapping[str, list[dict]]) -> None:
+    for name, evals in runs.items():
+        ax.plot([e["epoch"] for e in evals], [e["map"] for e in evals], "s-", markersize=3, label=name)
+    _epoch_axis(ax, max(e["epoch"] for evals in runs.values() for e in evals))
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mAP (query vs database)")
+    ax.set_title("Retrieval mAP at each evaluation")
 
 
 def _in_notebook() -> bool:
@@ -251,8 +294,8 @@ class LiveCurves:
     """An ``on_epoch`` callback that redraws the training curves in place.
 
     ``tut.trained_model(64, data, on_epoch=LiveCurves())`` or
-    ``fit(..., on_epoch=LiveCurves())``: after every epoch the figure of
-    :func:`plot_training_curves` is redrawn and, in a notebook, the one
+    ``fit(..., on_epoch=LiveCurves())``: after every epoch its two panels (the
+    loss so far, the mAP of each evaluation) are redrawn and, in a notebook, the one
     output it was first shown in is updated (an IPython display handle), so
     the cell shows one figure that grows. Outside a notebook nothing is
     displayed; the figure is still kept up to date in :attr:`figure`.
