@@ -82,7 +82,8 @@ def test_precision_recall_panels_draw_the_curves():
     assert circle.get_ydata()[0] == scores[8]["good"].precision_radius2
     assert len(first.lines) == 4 and len(figure.axes[1].lines) == 2
     assert first.lines[0].get_color() == figure.axes[1].lines[0].get_color()  # one colour per method
-    assert [t.get_text() for t in first.get_legend().get_texts()] == ["good", "random"]
+    assert first.get_legend() is None  # one legend for the figure, below the panels: it hides no curve
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["good", "random"]
 
 
 def test_precision_at_k_panels():
@@ -92,6 +93,7 @@ def test_precision_at_k_panels():
     assert list(line.get_xdata()) == [1, 10, 60]
     np.testing.assert_allclose(line.get_ydata(), scores[8]["random"].precision_at)
     assert scores[8]["good"].precision_at[1] > scores[8]["random"].precision_at[1]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["good", "random"]
 
 
 def test_map_bars_heights_are_the_maps():

@@ -48,6 +48,15 @@ def _methods(scores: Scores) -> list[str]:
     return names
 
 
+def _shared_legend(figure: Figure, axes: list[Axes]) -> None:
+    """One legend for all panels, below them when the figure is laid out by constrained layout, so it hides no curve."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if figure.get_layout_engine() is not None and len(axes) > 1:
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    else:
+        axes[0].legend(handles, labels, fontsize=8)
+
+
 def _target_axes(ax: Axes | Sequence[Axes] | None, count: int) -> tuple[Figure, list[Axes]]:
     """One panel per code length: the given axes, or a new row of them (:func:`hhlib.viz._figure.panels`)."""
     axes = [ax] if isinstance(ax, Axes) else ax
@@ -89,7 +98,7 @@ def plot_precision_recall(scores: Scores, ax: Axes | Sequence[Axes] | None = Non
         panel.set_xlabel("recall")
         panel.set_ylabel("precision")
         panel.set_title(f"{bits} bits (o: radius 2)")
-    axes[0].legend()
+    _shared_legend(figure, axes)
     return figure
 
 
@@ -113,7 +122,7 @@ def plot_precision_at_k(scores: Scores, ax: Axes | Sequence[Axes] | None = None)
         panel.set_xlabel("K (items retrieved)")
         panel.set_ylabel("precision@K")
         panel.set_title(f"{bits} bits")
-    axes[0].legend()
+    _shared_legend(figure, axes)
     return figure
 
 
