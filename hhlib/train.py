@@ -43,6 +43,8 @@ __all__ = [
     "AMP_MODES",
     "fit",
     "train_one_epoch",
+    "optimizer_step",
+    "TrainState",
     "encode",
     "encode_batch_size",
     "evaluate",
@@ -524,7 +526,7 @@ def train_one_epoch(
                 f"the loss became {loss.item()} at epoch {epoch}, batch {batch}; training stopped{where}. "
                 "Lower the learning rate or clip gradients (TrainConfig.grad_clip)."
             )
-        _step(state, loss)
+        optimizer_step(state, loss)
         total_loss += loss.item() * len(images)
         seen += len(images)
         batches.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
@@ -540,7 +542,7 @@ def train_one_epoch(
     }
 
 
-def _step(state: TrainState, loss: torch.Tensor) -> None:
+def optimizer_step(state: TrainState, loss: torch.Tensor) -> None:
     """Backward, clip, optimiser and schedule step, moving average."""
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
