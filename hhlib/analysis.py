@@ -250,13 +250,13 @@ def embed_codes(
     perplexity: float = 30.0,
     threads: int | None = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A 2-D map of (a sample of) the codes, as ``(coords (m, 2), positions (m,))``: PCA, t-SNE or UMAP.
+    """A 2-D map of (a sample of) the codes, as ``(coords (m, 2), positions (m,))``: PCA or t-SNE.
 
     ``threads`` limits t-SNE's OpenMP threads (None: all), since waiting threads spin on a busy machine.
     """
     codes = codes_array(codes)
-    if method not in ("pca", "tsne", "umap"):
-        raise ValueError(f"method must be 'pca', 'tsne' or 'umap', got {method!r}")
+    if method not in ("pca", "tsne"):
+        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
     positions = _sample(len(codes), max_items, seed)
     sample = codes[positions].astype(np.float32)  # (m, bits)
     if len(sample) < 4:
@@ -265,8 +265,6 @@ def embed_codes(
         from sklearn.decomposition import PCA
 
         return PCA(n_components=2, random_state=seed).fit_transform(sample), positions
-    if method == "umap":
-        return _umap(sample, seed), positions
     return _tsne(sample, seed, perplexity, threads), positions
 
 
@@ -279,16 +277,6 @@ def _tsne(sample: np.ndarray, seed: int, perplexity: float, threads: int | None)
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     with threadpool_limits(limits=threads):
         return tsne.fit_transform(sample)
-
-
-def _umap(sample: np.ndarray, seed: int) -> np.ndarray:
-    """UMAP with the Hamming metric; umap-learn is optional, so its absence is an ImportError that says so."""
-    try:
-        import umap
-    except ImportError as error:
-        raise ImportError("UMAP needs the umap-learn package: pip install umap-learn") from error
-    reducer = umap.UMAP(n_components=2, metric="hamming", random_state=seed, n_neighbors=min(15, len(sample) - 1))
-    return reducer.fit_transform(sample)
 
 
 def embedding_places(coords: Any, labels: Any) -> pd.DataFrame:
