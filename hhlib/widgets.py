@@ -17,6 +17,10 @@ Everything the explorer shows is also kept as plain data, so code (and
 tests) can drive it without a browser: set the widgets' values, call
 ``explorer.search_button.click()``, read ``explorer.last_result`` (a
 :class:`SearchResult`) and ``explorer.status_text`` (the status line as plain text).
+The picture is one PNG, so the explorer also lists the results as HTML
+(``explorer.results``: one element per result, with its database id,
+distance and relevance as data attributes and classes), which a browser
+test can read from the page (tests/test_browser.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
@@ -39,7 +44,7 @@ from hhlib.data import DATASETS
 from hhlib.data.transforms import TensorTransform, load_query_image
 from hhlib.index import HammingIndex
 from hhlib.retrieval import Query, Retriever, SearchResult, class_text, database_index
-from hhlib.viz.codes import plot_retrieval_grid
+from hhlib.viz.codes import IRRELEVANT_COLOUR, RELEVANT_COLOUR, UNKNOWN_COLOUR, plot_retrieval_grid
 
 __all__ = [
     "QUERY_SET",
@@ -51,6 +56,7 @@ __all__ = [
     "plot_search_result",
     "upload_entry",
     "decode_upload",
+    "results_html",
 ]
 
 QUERY_SET = "query set"
@@ -180,6 +186,9 @@ class RetrievalExplorer:
         status: HTML, what was searched, how many results, their precision,
             or what went wrong (e.g. a file that is not an image).
         result_image: Image, the drawn result (PNG).
+        results: HTML, the results as a row of distances framed as in the
+            picture: one ``<span class="hh-result hh-right|hh-wrong|hh-unknown"
+            data-id=... data-distance=...>`` per result (see :func:`results_html`).
         widget: the whole interface (a VBox); the explorer displays as it.
         retriever: the :class:`~hhlib.retrieval.Retriever` behind it.
         last_result: the :class:`SearchResult` of the last search (None
@@ -250,6 +259,7 @@ class RetrievalExplorer:
         self.search_button = widgets.Button(description="search", button_style="primary", icon="search")
         self.status = widgets.HTML()
         self.result_image = widgets.Image(format="png")
+        self.results = widgets.HTML()
         self.widget = widgets.VBox(
             [
                 self.source,
@@ -259,6 +269,7 @@ class RetrievalExplorer:
                 self.search_button,
                 self.status,
                 self.result_image,
+                self.results,
             ]
         )
 
@@ -324,6 +335,7 @@ class RetrievalExplorer:
         self.last_result = None
         self.last_figure = None
         self.result_image.value = b""
+        self.results.value = ""
         self.status.value = f"<span style='color:#c00'>{html.escape(message)}</span>"
 
     def _show(self, result: SearchResult) -> None:
@@ -334,6 +346,7 @@ class RetrievalExplorer:
         plt.close(figure)  # drawn into the Image widget, not again by the notebook's inline backend
         self.last_figure = figure
         self.result_image.value = buffer.getvalue()
+        self.results.value = results_html(result)
         self.status.value = _status_text(result)
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
@@ -360,6 +373,36 @@ def _status_text(result: SearchResult) -> str:
     elif result.relevant is None:
         text += "; relevance unknown (choose the image's class to judge it)"
     return text
+
+
+_FRAMES = {  # the colours plot_retrieval_grid frames the pictures with
+    "hh-right": to_hex(RELEVANT_COLOUR),
+    "hh-wrong": to_hex(IRRELEVANT_COLOUR),
+    "hh-unknown": to_hex(UNKNOWN_COLOUR),
+}
+
+
+def results_html(result: SearchResult) -> str:
+    """The results of a search as a line of HTML: each result's distance, framed by its relevance.
+
+    One ``<span class="hh-result KIND" data-id=ID data-distance=D>D</span>``
+    per result in rank order, KIND ``hh-right`` (shares a label with the
+    query), ``hh-wrong`` or ``hh-unknown`` (the query's label is unknown),
+    inside ``<div class="hh-results" data-count=N>``: what the picture
+    shows, in a form a page can be checked by.
+    """
+    spans = []
+    for rank, (item, distance) in enumerate(zip(result.ids, result.distances)):
+        kind = "hh-unknown" if result.relevant is None else "hh-right" if result.relevant[rank] else "hh-wrong"
+        spans.append(
+            f"<span class='hh-result {kind}' data-id='{int(item)}' data-distance='{int(distance)}' "
+            f"title='database item {int(item)}' style='display:inline-block;min-width:1.6em;margin:1px;"
+            f"text-align:center;border:2px solid {_FRAMES[kind]}'>{int(distance)}</span>"
+        )
+    return (
+        f"<div class='hh-results' data-count='{len(spans)}' style='font-size:12px'>"
+        f"Hamming distances: {''.join(spans) or 'none within the radius'}</div>"
+    )
 
 
 def retrieval_explorer(

@@ -10,7 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import dataclasses  # noqa: E402
 import io  # noqa: E402
+from html.parser import HTMLParser  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -29,6 +31,7 @@ from hhlib.widgets import (  # noqa: E402
     database_index,
     decode_upload,
     plot_search_result,
+    results_html,
     retrieval_explorer,
     upload_entry,
 )
@@ -155,6 +158,38 @@ def test_an_uploaded_image_is_searched_like_the_query_item(explorer, data):
     np.testing.assert_array_equal(explorer.last_result.relevant, from_split.relevant)
     explorer.query_slider.value = 8  # moving the slider goes back to the query set
     assert explorer.source.value == QUERY_SET and explorer.last_result.query.startswith("query 8")
+
+
+def listed_results(markup: str) -> list[dict]:
+    """The hh-result elements of results_html's markup: their classes and data attributes."""
+    found = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if "hh-result" in attrs.get("class", "").split():
+                found.append(attrs)
+
+    Parser().feed(markup)
+    return found
+
+
+def test_the_results_are_listed_as_html_a_page_can_check(explorer, data):
+    explorer.k_slider.value = 30
+    explorer.query_slider.value = 11
+    result = explorer.last_result
+    listed = listed_results(explorer.results.value)
+    assert f"data-count='{len(result.ids)}'" in explorer.results.value
+    assert [int(item["data-id"]) for item in listed] == result.ids.tolist()
+    assert [int(item["data-distance"]) for item in listed] == result.distances.tolist()
+    kinds = [item["class"].split()[1] for item in listed]
+    assert kinds == ["hh-right" if r else "hh-wrong" for r in result.relevant]
+    explorer.upload.value = (upload_entry(png_bytes(data.query.raw_image(7)), "seven.png"),)
+    assert {item["class"] for item in listed_results(explorer.results.value)} == {"hh-result hh-unknown"}
+    nothing = dataclasses.replace(explorer.last_result, ids=result.ids[:0], distances=result.distances[:0])
+    assert "data-count='0'" in results_html(nothing) and "none within the radius" in results_html(nothing)
+    explorer.upload.value = (upload_entry(b"not an image", "notes.txt", "text/plain"),)
+    assert explorer.results.value == ""  # a failed search lists nothing
 
 
 def test_a_bad_upload_gives_a_message_not_an_exception(explorer):
