@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hhlib import distributed
 from hhlib.backbones import build_model
 from hhlib.checkpoint import load_checkpoint, write_json
 from hhlib.methods import METHODS, make_method
@@ -136,7 +137,8 @@ def train_run(
         **meta,
         "history": history.to_dict(),
     }
-    write_json(run_dir / "metrics.json", metrics)
+    if distributed.is_main():  # one writer under torchrun
+        write_json(run_dir / "metrics.json", metrics)
     return model, metrics
 
 

@@ -6,7 +6,9 @@ fields. Runs are reproducible and survive a crash: every epoch reseeds its
 own random streams from ``(seed, epoch)``, and a checkpoint written
 atomically after every epoch (:mod:`hhlib.checkpoint`) holds everything
 needed to continue, so a resumed run ends with the weights of an
-uninterrupted one.
+uninterrupted one. Under torchrun the same loop runs on every process
+(:mod:`hhlib.distributed`): each trains on its slice of the global batch,
+and rank 0 alone evaluates and writes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +29,10 @@ import torch
 from timm.optim import param_groups_weight_decay
 from timm.utils import ModelEmaV3
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, Subset
 from tqdm.auto import tqdm
 
+from hhlib import distributed
 from hhlib.backbones import backbone_name, build_model
 from hhlib.checkpoint import load_checkpoint, save_checkpoint
 from hhlib.methods import METHODS, Method, check_method, make_method
@@ -199,6 +203,17 @@ def _loader(
 ) -> DataLoader:
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    if shuffle and distributed.active():
+        # the batches one process would draw (DataLoader's own sampler, same generator), each cut into N slices
+        batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_sampler=_RankSlices(batches, distributed.rank(), distributed.world_size()),
+            generator=generator,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            worker_init_fn=partial(_reseed_worker, distributed.rank()),
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -207,6 +222,28 @@ def _loader(
         num_workers=workers,
         pin_memory=device.type == "cuda",
     )
+
+
+class _RankSlices(Sampler[list[int]]):
+    """Rank r's part of each global batch: the r-th of N contiguous, near-equal slices, so rank order is batch order."""
+
+    def __init__(self, batches: BatchSampler, rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield np.array_split(np.asarray(batch), self.world)[self.rank].tolist()
+
+
+def _reseed_worker(rank: int, worker_id: int) -> None:
+    """A loader worker's streams, offset by rank: DataLoader seeds workers alike on every process."""
+    seed = (torch.initial_seed() + rank * 1_000_003) % 2**63
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -335,16 +372,19 @@ def train_labels(data, method: Method | type[Method] | str = "hybridhash") -> to
     return torch.as_tensor(np.asarray(training_split(data, method).labels), dtype=torch.float32)
 
 
-def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
+def _seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
     """Seed every random stream for one epoch; return the generator of its shuffle.
 
     Deriving the seeds from (seed, epoch) rather than carrying one stream
     through the run is what lets a resumed run repeat an uninterrupted one.
+    The shuffle is the same on every process; augmentation and stochastic
+    depth draw per process (``rank``), rank 0 as a single process does.
     """
     epoch_seed = seed * 100_003 + epoch
-    random.seed(epoch_seed)
-    np.random.seed(epoch_seed % 2**32)
-    torch.manual_seed(epoch_seed)
+    stream = epoch_seed + rank * 1_000_003
+    random.seed(stream)
+    np.random.seed(stream % 2**32)
+    torch.manual_seed(stream)
     return torch.Generator().manual_seed(epoch_seed)
 
 
@@ -394,7 +434,8 @@ class TrainState:
 
     def __post_init__(self) -> None:
         if self.forward is None:
-            self.forward = torch.compile(self.model) if self.config.compile else self.model
+            wrapped = distributed.wrap(self.model, self.device)  # DistributedDataParallel under torchrun
+            self.forward = torch.compile(wrapped) if self.config.compile else wrapped
 
     @classmethod
     def start(cls, model: HashModel, data, config: TrainConfig, device: torch.device) -> TrainState:
@@ -409,7 +450,9 @@ class TrainState:
         if device.type == "cuda" and config.channels_last:
             model.to(memory_format=torch.channels_last)
         optimizer = _optimizer(model, config)
-        steps = math.ceil(method.epoch_size(len(training_split(data, method))) / config.batch_size)
+        size = method.epoch_size(len(training_split(data, method)))
+        _check_split(size, config.batch_size)
+        steps = math.ceil(size / config.batch_size)
         scheduler = _schedule(optimizer, config, steps)
         scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(config.amp, device) == torch.float16)
         # The average starts as a copy and warms up, so early evaluations are meaningful.
@@ -461,6 +504,17 @@ class TrainState:
         return state["epoch"] + 1
 
 
+def _check_split(size: int, batch_size: int) -> None:
+    """Refuse a global batch the processes cannot share: uneven, or a last batch with fewer items than processes."""
+    distributed.local_batch_size(batch_size)
+    last, world = size % batch_size, distributed.world_size()
+    if 0 < last < world:
+        raise ValueError(
+            f"an epoch of {size} items in batches of {batch_size} ends with {last}, fewer than the {world} processes: "
+            "change --batch-size"
+        )
+
+
 def _check_resumable(state: dict, model: HashModel, config: TrainConfig, meta: dict) -> None:
     """Refuse to continue a run with another model, quantiser, recipe or data."""
     differences = []
@@ -506,7 +560,8 @@ def train_one_epoch(
     sample = state.method.epoch_indices(epoch, len(dataset))
     if sample is not None:
         dataset = Subset(dataset, sample.tolist())  # items keep their own index: the method's state is sized by n
-    loader = _loader(dataset, config.batch_size, device, config.num_workers, True, _seed_epoch(config.seed, epoch))
+    shuffle = _seed_epoch(config.seed, epoch, distributed.rank())
+    loader = _loader(dataset, config.batch_size, device, config.num_workers, True, shuffle)
     model.train()
     state.method.train()
     state.method.begin_epoch(epoch, config.epochs)
@@ -519,16 +574,18 @@ def train_one_epoch(
         labels, index = labels.to(device, non_blocking=True), index.to(device, non_blocking=True)
         with _autocast(device, amp_dtype):
             u = state.forward(images)
-        loss = state.method(u.float(), labels, index)  # the loss stays in float32 under autocast
+        # the global batch from every process (gradients to this one's codes), so the method's state stays whole
+        u, labels, index = distributed.gather(u.float(), labels, index)
+        loss = state.method(u, labels, index)  # the loss stays in float32 under autocast
         if not torch.isfinite(loss):
             where = f" ({checkpoint} holds epoch {epoch - 1})" if checkpoint and epoch > 1 else ""
             raise NonFiniteLossError(
                 f"the loss became {loss.item()} at epoch {epoch}, batch {batch}; training stopped{where}. "
                 "Lower the learning rate or clip gradients (TrainConfig.grad_clip)."
             )
-        optimizer_step(state, loss)
-        total_loss += loss.item() * len(images)
-        seen += len(images)
+        optimizer_step(state, distributed.backward_loss(loss))
+        total_loss += loss.item() * len(u)
+        seen += len(u)
         batches.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
     state.method.end_epoch(epoch)
     seconds = time.perf_counter() - start
@@ -585,44 +642,63 @@ def fit(
     ``config.ema_decay`` is set).
     """
     config = config or TrainConfig()
+    if distributed.launched() and not distributed.active():
+        raise RuntimeError("started as one of several processes, but no process group: call hhlib.distributed.setup")
+    progress = progress and distributed.is_main()  # rank 0 alone shows progress, evaluates and writes
     state = TrainState.start(model, data, config, resolve_device(device))
     path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     meta = {"dataset": getattr(data, "name", None), **(meta or {})}
-    first = 1
-    if resume and path is not None and path.is_file():
-        first = state.load_state_dict(load_checkpoint(path), meta)
-        if progress:
-            tqdm.write(f"resuming from {path} after epoch {first - 1}")
-    else:
-        start = time.perf_counter()
-        state.method.prepare(train_labels(data, state.method).to(state.device))
-        state.history.prepare_seconds = round(time.perf_counter() - start, 6)  # microseconds: choosing centres is quick
+    first = _begin(state, data, path if resume else None, meta, progress)
     epochs = tqdm(
         range(first, config.epochs + 1), "epochs", disable=not progress, initial=first - 1, total=config.epochs
     )
     for epoch in epochs:
         record = train_one_epoch(state, training_split(data, state.method), epoch, progress, checkpoint=path)
+        distributed.broadcast_buffers(state.method)  # the same state everywhere, whatever rounding did
         state.history.epochs.append(record)
-        _warn_if_collapsed(record)
         postfix = {"loss": f"{record['loss']:.4f}"}
         if config.evaluates_after(epoch):
-            learned = state.method.database_codes()
-            result = evaluate(
-                state.evaluated,
-                data,
-                state.device,
-                progress,
-                config.eval_batch_size,
-                num_workers=config.num_workers,
-                database_codes=None if learned is None else learned.cpu().numpy(),
-            )
+            result = _evaluate(state, data, progress)
             state.keep_if_best(epoch, result)
             postfix["mAP"] = f"{result['map']:.4f}"
         epochs.set_postfix(postfix)
-        if path is not None:
-            save_checkpoint(path, state.state_dict(epoch, meta))
-        if on_epoch is not None:
-            on_epoch(state.history)
+        if distributed.is_main():
+            _warn_if_collapsed(record)
+            if path is not None:
+                save_checkpoint(path, state.state_dict(epoch, meta))
+            if on_epoch is not None:
+                on_epoch(state.history)
     if state.best is not None:
         model.load_state_dict(state.best["model"])
     return state.history
+
+
+def _begin(state: TrainState, data, checkpoint: Path | None, meta: dict, progress: bool) -> int:
+    """The first epoch: resume from ``checkpoint`` if rank 0 finds it (all ranks load it), else the method's stages."""
+    if distributed.broadcast_object(checkpoint is not None and checkpoint.is_file()):
+        first = state.load_state_dict(load_checkpoint(checkpoint), meta)
+        if progress:
+            tqdm.write(f"resuming from {checkpoint} after epoch {first - 1}")
+    else:
+        first, start = 1, time.perf_counter()
+        state.method.prepare(train_labels(data, state.method).to(state.device))
+        state.history.prepare_seconds = round(time.perf_counter() - start, 6)  # microseconds: choosing centres is quick
+    distributed.broadcast_buffers(state.method)
+    return first
+
+
+def _evaluate(state: TrainState, data, progress: bool) -> dict:
+    """Evaluate the kept weights on rank 0, the others waiting; every process gets the result."""
+    result = None
+    if distributed.is_main():
+        learned = state.method.database_codes()
+        result = evaluate(
+            state.evaluated,
+            data,
+            state.device,
+            progress,
+            state.config.eval_batch_size,
+            num_workers=state.config.num_workers,
+            database_codes=None if learned is None else learned.cpu().numpy(),
+        )
+    return distributed.broadcast_object(result)
