@@ -210,12 +210,14 @@ def _common(parser: argparse.ArgumentParser, encodes: bool = False) -> None:
 
 
 def cmd_train(args) -> None:
+    from hhlib import distributed
     from hhlib.data import get_dataset
     from hhlib.presets import get_preset
     from hhlib.runs import nest_initialiser, run_name, train_run
     from hhlib.train import TrainConfig, resolve_device
 
-    device, preset = resolve_device(args.device), get_preset(args.preset)
+    device, preset = distributed.setup(resolve_device(args.device)), get_preset(args.preset)  # torchrun: join
+    args.quiet = args.quiet or not distributed.is_main()  # rank 0 alone reports
     recipe = _recipe(args, TrainConfig.help())
     method = recipe.pop("method", "hybridhash")
     preset.train_config(method, args.backbone, **recipe)  # a bad value or option fails here, before the data loads
@@ -257,6 +259,8 @@ def cmd_train(args) -> None:
             **recipe,
         )
         load_seconds = 0.0
+        if not distributed.is_main():
+            continue
         print(
             f"{method} on {args.backbone}, bits={bits}: mAP@{data.topk or 'all'} {metrics['map']:.4f}, "
             f"precision within radius 2 {metrics['precision_radius2']:.4f}, train {metrics['train_seconds']:.0f} s, "
@@ -264,6 +268,7 @@ def cmd_train(args) -> None:
         )
         if METHODS[method].trains_on == "database":
             print(f"  {method} trained on the labelled database, not the training split: another protocol")
+    distributed.teardown()
 
 
 def _recipe(args, fields: dict) -> dict:
