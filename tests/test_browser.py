@@ -467,8 +467,13 @@ def assert_page_shows(page, result, step: str, artifacts: Path | None = None) ->
                                .find(b => b.querySelector('.widget-upload'));
                              await box.querySelector('img.widget-image').decode(); }"""
         )
-        page.wait_for_timeout(1000)
-        explorer_box(page).screenshot(path=artifacts / f"06-{step.replace(' ', '-')}.png")
+        # After the file chooser, headless Chromium can leave the new picture unpainted in an element
+        # screenshot; two animation frames, then a page screenshot clipped to the explorer, show it.
+        box = explorer_box(page)
+        box.locator("img.widget-image").evaluate("img => { img.style.outline = '1px solid transparent'; }")
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        box.scroll_into_view_if_needed()
+        page.screenshot(path=artifacts / f"06-{step.replace(' ', '-')}.png", clip=box.bounding_box())
     assert shown == expected, f"after {step}, the page's explorer differs from hhlib's search"
     wrong = sum(item["kind"] == "hh-wrong" for item in shown["results"])
     assert wrong == (0 if result.relevant is None else int((~result.relevant).sum())), f"red frames after {step}"
