@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hhlib import HybridHash, HybridHashConfig
@@ -50,3 +51,30 @@ def test_throughput_of_the_cpu_preset_on_a_cpu(bench, tmp_path, capsys):
 def test_one_epoch_is_refused(bench):
     with pytest.raises(SystemExit, match="at least 2"):
         bench.main(["--preset", "cpu", "--device", "cpu", "--epochs", "1"])
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_bench_prints_its_table_with_recall_against_brute_force(tmp_path, capsys):
+    out = tmp_path / "search.json"
+    rows = _load("bench_search").main(["--sizes", "3000", "--queries", "40", "--centres", "30", "--json", str(out)])
+    assert [row["index"] for row in rows] == ["faiss IndexBinaryFlat", "HammingIndex exact"] + [
+        "HammingIndex ivf"
+    ] * 2 + ["HammingIndex mih"] * 2
+    assert [row["recall"] for row in rows[:2]] == [1.0, 1.0]  # brute force against itself
+    assert all(0 < row["recall"] <= 1 and row["queries_per_second"] > 0 for row in rows)
+    assert rows[2]["options"] == {"nlist": 76, "nprobe": 16} and rows[5]["options"]["nflip"] == 2
+    assert json.loads(out.read_text())["rows"] == rows
+    printed = capsys.readouterr().out
+    assert "3,000 codes of 64 bits" in printed and "recall@10" in printed and "HammingIndex mih nhash=" in printed
+
+
+def test_tie_aware_recall_counts_any_code_tied_at_the_kth_distance():
+    recall = _load("bench_search").tie_aware_recall
+    dist, ids = np.array([[0, 2, 3], [1, 1, -1]]), np.array([[5, 9, 4], [7, 8, -1]])
+    assert recall(dist, ids, np.array([2, 1])) == pytest.approx(4 / 6)  # a 3 past the 2, and a missing place
