@@ -162,14 +162,36 @@ def _evaluate_parser(commands) -> None:
 def _encode_parser(commands) -> None:
     encode = commands.add_parser(
         "encode",
-        help="write the packed codes of a split into a HammingIndex file",
-        description="Encode one split of the checkpoint's dataset and save the codes as a HammingIndex (.npz) "
-        "for `search`.",
+        help="write the packed codes of a split, or of any list file or image folder, into a HammingIndex file",
+        description="Encode one split of the checkpoint's dataset, or stream a list file or a folder of images of "
+        "any size (--images: resumable, memory independent of its size), and save the codes as a HammingIndex "
+        "(.npz) for `search`.",
     )
     encode.add_argument("--checkpoint", type=Path, required=True)
-    encode.add_argument("--split", choices=("database", "query", "train"), default="database")
+    source = encode.add_mutually_exclusive_group()
+    source.add_argument("--split", choices=("database", "query", "train"), help="a split of the checkpoint's dataset")
+    source.add_argument(
+        "--images",
+        type=Path,
+        metavar="LIST|FOLDER",
+        help="stream a list file ('path [0 1 ...]' lines, paths relative to --root or to its folder) or every "
+        "image under a folder; rerun after a kill to continue (the work is kept in OUT.partial/)",
+    )
     encode.add_argument("--out", type=Path, required=True, help="the index file to write (.npz)")
     _common(encode, encodes=True)
+    stream = encode.add_argument_group("streaming (--images)")
+    stream.add_argument("--batch-size", type=int, help="images per forward pass (default: 64 on a CPU, 256 on CUDA)")
+    stream.add_argument(
+        "--chunk-size", type=int, default=4096, help="images between two saved progress records (default: 4096)"
+    )
+    stream.add_argument(
+        "--resize-on",
+        choices=("worker", "device"),
+        default="worker",
+        help="resize in the loader workers (default; the codes of the in-memory path bit for bit) or on the "
+        "model's device (faster on a GPU when the workers are the bottleneck)",
+    )
+    stream.add_argument("--restart", action="store_true", help="discard a partial encoding of another model or input")
 
 
 def _search_parser(commands) -> None:
@@ -191,6 +213,12 @@ def _search_parser(commands) -> None:
     search.add_argument("-k", type=int, default=10, help="results to show (default: 10)")
     search.add_argument("--checkpoint", type=Path, help="the model (default: the one the index was made with)")
     search.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    search.add_argument(
+        "--backend",
+        choices=("exact", "ivf", "mih"),
+        help="exact (brute force) or approximate search: ivf (binary k-means cells) or mih (multi-index hashing); "
+        "default: the index file's own, exact unless it was saved otherwise",
+    )
 
 
 def _common(parser: argparse.ArgumentParser, encodes: bool = False) -> None:
@@ -335,8 +363,11 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_encode(args) -> None:
+    if args.images is not None:
+        return _encode_images(args)
     from hhlib.retrieval import database_index
 
+    args.split = args.split or "database"
     model, _, data = _restore(args)
     index = database_index(
         model,
@@ -352,6 +383,37 @@ def cmd_encode(args) -> None:
     print(f"{len(index)} codes of {model.config.bits} bits ({data.name} {args.split}) -> {path}")
 
 
+def _encode_images(args) -> None:
+    """``encode --images``: stream a list file or a folder into the index file (hhlib.stream)."""
+    from hhlib.stream import encode_images
+    from hhlib.train import load_model
+
+    if args.limit is not None:
+        raise UserError("--limit shortens a split of the checkpoint's dataset; it does not apply to --images")
+    model, state = load_model(args.checkpoint)
+    result = encode_images(
+        model,
+        args.images,
+        args.out,
+        checkpoint=args.checkpoint,
+        dataset=state.get("dataset"),
+        root=args.root,
+        resize_on=args.resize_on,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        device=args.device,
+        workers=args.workers,
+        amp=args.amp,
+        progress=not args.quiet,
+        restart=args.restart,
+        say=lambda text: print(text, file=sys.stderr),
+    )
+    encoded = result.count - result.resumed_from
+    if encoded:
+        _say(args, f"encoded {encoded} images in {result.seconds:.1f} s ({result.images_per_second:,.0f} images/s)")
+    print(f"{result.count} codes of {model.config.bits} bits ({args.images}) -> {result.path}")
+
+
 def cmd_search(args) -> None:
     from hhlib.index import HammingIndex
     from hhlib.retrieval import check_index
@@ -359,7 +421,7 @@ def cmd_search(args) -> None:
 
     if args.image is not None and not args.image.is_file():
         raise UserError(f"no image at {args.image}")
-    index = HammingIndex.load(args.index)
+    index = HammingIndex.load(args.index, backend=args.backend)
     meta = index.metadata or {}
     checkpoint = args.checkpoint or meta.get("checkpoint")
     if checkpoint is None:
@@ -371,16 +433,30 @@ def cmd_search(args) -> None:
     with torch.no_grad():
         code = model.to(device).encode(image.to(device)).cpu()
     distances, ids = index.search(code, args.k)
+    found = ids[0] >= 0  # an approximate backend may find fewer than k
+    ids, distances = ids[0][found].tolist(), distances[0][found].tolist()
+    where = meta.get("source") or f"{meta.get('dataset', '?')} {meta.get('split', '')}"
+    backend = "" if index.backend == "exact" else f", {index.backend} search"
+    print(f"{name}: {len(ids)} nearest of {len(index)} ({where}{backend})")
+    print(f"{'rank':>4} {'id':>8} {'distance':>8}  {'path' if meta.get('source') else 'class'}")
+    for rank, (i, d, what) in enumerate(zip(ids, distances, _describe(args.index, meta, ids)), 1):
+        print(f"{rank:>4} {i:>8} {d:>8}  {what}")
+
+
+def _describe(path: Path, meta: dict, ids: list[int]) -> list[str]:
+    """What to show of each result: its class names, after its image path in a streamed index."""
     labels, names = meta.get("labels"), meta.get("class_names")
-    print(
-        f"{name}: {min(args.k, len(index))} nearest of {len(index)} ({meta.get('dataset', '?')} "
-        f"{meta.get('split', '')})"
-    )
-    print(f"{'rank':>4} {'id':>8} {'distance':>8}  class")
-    for rank, (i, d) in enumerate(zip(ids[0].tolist(), distances[0].tolist()), 1):
-        label = labels[i] if labels and names else []
-        label = ", ".join(names[c] for c in label) if isinstance(label, list) else names[label]  # multi-label: ids
-        print(f"{rank:>4} {i:>8} {d:>8}  {label}")
+    classes = [_class_names(labels[i], names) if labels and names else "" for i in ids]
+    if not meta.get("source"):
+        return classes
+    from hhlib.stream import index_paths
+
+    return [f"{image}  {label}".rstrip() for image, label in zip(index_paths(path, ids), classes)]
+
+
+def _class_names(label, names: list[str]) -> str:
+    """A class id's name, or the names of a multi-label item's ids."""
+    return ", ".join(names[c] for c in label) if isinstance(label, list) else names[label]
 
 
 def _search_query(args, model, meta: dict):
