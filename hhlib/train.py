@@ -269,14 +269,22 @@ def encode(
     desc: str = "encode",
     amp: str = "auto",
     num_workers: int | None = None,
+    shard: bool = False,
 ) -> np.ndarray:
     """Binary codes of a whole dataset, (n, bits) int8 in {-1, +1}, in dataset order.
 
     ``batch_size`` None picks :func:`encode_batch_size` for the device.
+    ``shard``: under torchrun, each process encodes one contiguous share of
+    the dataset and every process gets all the codes, gathered in order.
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (or None for the device's default), got {batch_size}")
     device = resolve_device(device)
+    if shard and distributed.active():
+        share = np.array_split(np.arange(len(dataset)), distributed.world_size())[distributed.rank()]
+        mine = encode(model, Subset(dataset, share.tolist()), batch_size, device, progress, desc, amp, num_workers)
+        (codes,) = distributed.gather(torch.from_numpy(mine).to(device))  # NCCL gathers tensors on the GPU
+        return codes.cpu().numpy()
     batch_size = batch_size or encode_batch_size(device)
     dtype = _amp_dtype(amp, device)
     channels_last = device.type == "cuda"
@@ -293,7 +301,7 @@ def encode(
             u = model(images)
         codes.append(model.quantizer(u).to(torch.int8).cpu())
     model.train(was_training)
-    return torch.cat(codes).numpy()
+    return torch.cat(codes).numpy() if codes else np.empty((0, model.config.bits), np.int8)
 
 
 def evaluate(
@@ -306,7 +314,8 @@ def evaluate(
     num_workers: int | None = None,
     ks: Sequence[int] = (1, 10, 100, 1000),
     database_codes: np.ndarray | None = None,
-) -> dict:
+    shard: bool = False,
+) -> dict | None:
     """Encode the query and database splits of ``data`` and score them: the one evaluator of hhlib.
 
     mAP at the dataset's top K (ties by database index, and expected over
@@ -314,9 +323,11 @@ def evaluate(
     that the database holds, all from one count of the distances (:func:`hhlib.metrics.retrieval_scores`).
     ``database_codes`` are the database's codes when a method learned them
     directly (``Method.database == "learned"``); by default the model encodes the database.
+    ``shard``: under torchrun, every process encodes a share of each split
+    (:func:`encode`) and rank 0 alone scores them; the others get None.
     """
     start = time.perf_counter()
-    kw = dict(batch_size=batch_size, device=device, progress=progress, amp=amp, num_workers=num_workers)
+    kw = dict(batch_size=batch_size, device=device, progress=progress, amp=amp, num_workers=num_workers, shard=shard)
     query = encode(model, data.query, desc="encode query", **kw)
     if database_codes is None:
         database = encode(model, data.database, desc="encode database", **kw)
@@ -325,6 +336,8 @@ def evaluate(
     else:
         database = np.asarray(database_codes, dtype=np.int8)
     encode_seconds = time.perf_counter() - start
+    if shard and not distributed.is_main():
+        return None
     ks = [k for k in ks if k <= len(database)] or [len(database)]
     scores = retrieval_scores(query, database, data.query.labels, data.database.labels, topk=data.topk, ks=ks)
     return {
@@ -688,17 +701,19 @@ def _begin(state: TrainState, data, checkpoint: Path | None, meta: dict, progres
 
 
 def _evaluate(state: TrainState, data, progress: bool) -> dict:
-    """Evaluate the kept weights on rank 0, the others waiting; every process gets the result."""
-    result = None
-    if distributed.is_main():
-        learned = state.method.database_codes()
-        result = evaluate(
-            state.evaluated,
-            data,
-            state.device,
-            progress,
-            state.config.eval_batch_size,
-            num_workers=state.config.num_workers,
-            database_codes=None if learned is None else learned.cpu().numpy(),
-        )
+    """Evaluate the kept weights: every process encodes a share of the splits, rank 0 scores, all get the result."""
+    # DistributedDataParallel syncs buffers from rank 0 before each forward, but the last one's BatchNorm
+    # update and the moving average's copy of it are each process's own: encode with rank 0's everywhere
+    distributed.broadcast_buffers(state.evaluated)
+    learned = state.method.database_codes()
+    result = evaluate(
+        state.evaluated,
+        data,
+        state.device,
+        progress,
+        state.config.eval_batch_size,
+        num_workers=state.config.num_workers,
+        database_codes=None if learned is None else learned.cpu().numpy(),
+        shard=True,
+    )
     return distributed.broadcast_object(result)

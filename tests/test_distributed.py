@@ -11,6 +11,7 @@ torchrun and importing hhlib twice costs about 13 s on 2 busy cores).
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,9 +45,9 @@ def _model() -> HybridHash:
     return HybridHash(HybridHashConfig.cpu(bits=16, **config))
 
 
-def _fit(out: Path):
+def _fit(out: Path, method: str):
     """Two epochs of the CPU recipe in global batches of 64 on the synthetic squares (400 items: 7 batches)."""
-    _, config = preset_configs("cpu", 16, epochs=2, batch_size=64, warmup_epochs=0.5, grad_clip=None)
+    _, config = preset_configs("cpu", 16, method, epochs=2, batch_size=64, warmup_epochs=0.5, grad_clip=None)
     return fit(_model(), synthetic_data(), config, out, progress=False)
 
 
@@ -62,20 +63,27 @@ def _flags(out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    """The worker's two runs on two processes: OUT/two (fit) and OUT/straight (the command line)."""
+    """The worker's runs on two processes: OUT/two-METHOD (fit) and OUT/straight (the command line)."""
     out = tmp_path_factory.mktemp("distributed")
     subprocess.run(_torchrun(__file__, str(out)), env=ENV, cwd=REPO, check=True, timeout=300)
     return out
 
 
-def test_two_processes_train_as_one_over_the_global_batch(runs, tmp_path):
+# The method state that spans the training set: HybridHash's memory bank (codes U, labels Y) of the 400
+# training items, and ADSH's database codes V (its DCC step after the last epoch) with the sample's codes U.
+STATE = {"hybridhash": ("U", "Y"), "adsh": ("V", "U")}
+
+
+@pytest.mark.parametrize("method", STATE)
+def test_two_processes_train_as_one_over_the_global_batch(runs, tmp_path, method):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker (OMP_NUM_THREADS=1): on 2 busy cores, 2 threads are slower
     try:
-        _fit(tmp_path / "one")
+        _fit(tmp_path / "one", method)
     finally:
         torch.set_num_threads(threads)
-    two, one = load_checkpoint(runs / "two" / "checkpoint.pt"), load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    two = load_checkpoint(runs / f"two-{method}" / "checkpoint.pt")
+    one = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
     assert two["epoch"] == one["epoch"] == 2
     losses = [[e["loss"] for e in run["history"]["epochs"]] for run in (two, one)]
     assert losses[0] == pytest.approx(losses[1], rel=0, abs=ATOL)
@@ -87,10 +95,13 @@ def test_two_processes_train_as_one_over_the_global_batch(runs, tmp_path):
         torch.testing.assert_close(
             two["optimizer"]["state"][i]["exp_avg_sq"], moments["exp_avg_sq"], rtol=1e-3, atol=1e-8
         )
-    # the memory bank was written with every process's codes: all 400 rows
-    assert (two["method_state"]["U"].abs().sum(1) > 0).all()
-    torch.testing.assert_close(two["method_state"]["U"], one["method_state"]["U"], rtol=0, atol=ATOL)
-    torch.testing.assert_close(two["method_state"]["Y"], one["method_state"]["Y"], rtol=0, atol=0)
+    # evaluated from codes encoded half on each process: the mAP one process finds
+    maps = [[e["map"] for e in run["history"]["evals"]] for run in (two, one)]
+    assert len(maps[0]) == 1 and maps[0] == pytest.approx(maps[1], rel=0, abs=1e-9)
+    # the state was written with every process's codes: all its rows, as one process wrote them
+    for name in STATE[method]:
+        assert (two["method_state"][name].abs().sum(1) > 0).all(), name
+        torch.testing.assert_close(two["method_state"][name], one["method_state"][name], rtol=0, atol=ATOL, msg=name)
 
 
 def test_a_killed_two_process_run_resumes_to_the_same_final_weights(runs, tmp_path):
@@ -115,6 +126,24 @@ def test_a_killed_two_process_run_resumes_to_the_same_final_weights(runs, tmp_pa
     assert [e["loss"] for e in resumed["history"]["epochs"]] == [e["loss"] for e in uninterrupted["history"]["epochs"]]
     assert resumed["history"]["best_map"] == uninterrupted["history"]["best_map"]
     assert sorted(p.name for p in (straight / "bits16").iterdir()) == ["checkpoint.pt", "metrics.json"]
+
+
+def test_two_nodes_train_as_the_two_processes_of_one(runs, tmp_path):
+    """The README's two-node command on one machine: two torchrun agents of one process each, static rendezvous."""
+    with socket.socket() as probe:  # a free port for node 0's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = tmp_path / "nodes"
+    launch = [str(TORCHRUN), "--nnodes=2", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}"]
+    agents = [
+        subprocess.Popen([*launch, f"--node_rank={node}", "-m", "hhlib", *_flags(nodes)], env=ENV, cwd=REPO)
+        for node in (0, 1)
+    ]
+    assert [agent.wait(timeout=300) for agent in agents] == [0, 0]
+    across, within = (load_checkpoint(run / "bits16" / "checkpoint.pt") for run in (nodes, runs / "straight"))
+    for name, value in within["model"].items():
+        assert torch.equal(across["model"][name], value), name
+    assert across["history"]["best_map"] == within["history"]["best_map"]
 
 
 def test_a_global_batch_that_does_not_split_is_refused(monkeypatch):
@@ -142,7 +171,8 @@ if __name__ == "__main__":  # a worker under torchrun
 
     distributed.setup(torch.device("cpu"))
     _check_gather()
-    _fit(Path(sys.argv[1]) / "two")
+    for method in STATE:
+        _fit(Path(sys.argv[1]) / f"two-{method}", method)
     code = main(_flags(Path(sys.argv[1]) / "straight"))  # as torchrun -m hhlib train would; it leaves the group
     distributed.teardown()
     sys.exit(code)
