@@ -68,6 +68,7 @@ import os
 import shutil
 import stat
 import struct
+import tempfile
 import time
 import zipfile
 from array import array
@@ -100,6 +101,7 @@ __all__ = [
     "Preprocess",
     "StreamResult",
     "encode_images",
+    "image_batches",
     "index_paths",
     "partial_dir",
     "preprocess_for",
@@ -722,6 +724,45 @@ def encode_images(
     return StreamResult(path, manifest.count, start, seconds, encoded / seconds if seconds > 0 else 0.0)
 
 
+def image_batches(
+    source: str | os.PathLike,
+    preprocess: Preprocess,
+    device=None,
+    *,
+    root: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+) -> Iterator[torch.Tensor]:
+    """A list file or folder as the model-input batches :func:`encode_images` feeds the model, in id order.
+
+    For measuring the input pipeline apart from the model (``bench/bench_stream.py``).
+    """
+    device = resolve_device(device)
+    workers = stream_workers(device) if workers is None else workers
+    with tempfile.TemporaryDirectory(prefix="hhlib-manifest-") as folder:
+        manifest = _scan(Path(source), Path(root) if root is not None else None, Path(folder))
+        yield from _batches(manifest, preprocess, 0, batch_size, workers, device)
+
+
+def _batches(
+    manifest: _Manifest, preprocess: Preprocess, start: int, batch_size: int, workers: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Items ``start``.. as normalised (B, 3, S, S) batches on ``device``: decoded (and resized) in the workers."""
+    loader = DataLoader(
+        _Images(manifest, preprocess, start),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=_collate_list if preprocess.resize_on == "device" else None,
+    )
+    prepare = _Prepare(preprocess, device)
+    for pixels, _, errors in loader:
+        bad = next((error for error in errors if error), None)
+        if bad is not None:
+            raise ImageDecodeError(bad)
+        yield prepare(pixels)
+
+
 def _encode_rest(
     model: torch.nn.Module,
     manifest: _Manifest,
@@ -742,15 +783,6 @@ def _encode_rest(
     """Encode items ``done``.. into ``codes_file``, a chunk at a time; the count done at the end."""
     bits, count = int(model.config.bits), manifest.count
     width = -(-bits // 8)
-    prepare = _Prepare(preprocess, device)
-    images = _Images(manifest, preprocess, done)
-    loader = DataLoader(
-        images,
-        batch_size=batch_size,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=_collate_list if preprocess.resize_on == "device" else None,
-    )
     was_training = model.training
     model.eval().to(device)
     channels_last = device.type == "cuda"
@@ -758,11 +790,7 @@ def _encode_rest(
     handle = os.open(codes_file, os.O_RDWR)
     bar = tqdm(total=count, initial=done, unit="img", desc=f"encode {manifest.source.name}", disable=not progress)
     try:
-        for pixels, _, errors in loader:
-            bad = next((error for error in errors if error), None)
-            if bad is not None:
-                raise ImageDecodeError(bad)
-            batch = prepare(pixels)
+        for batch in _batches(manifest, preprocess, done, batch_size, workers, device):
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with _autocast(device, dtype):

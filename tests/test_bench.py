@@ -78,3 +78,12 @@ def test_tie_aware_recall_counts_any_code_tied_at_the_kth_distance():
     recall = _load("bench_search").tie_aware_recall
     dist, ids = np.array([[0, 2, 3], [1, 1, -1]]), np.array([[5, 9, 4], [7, 8, -1]])
     assert recall(dist, ids, np.array([2, 1])) == pytest.approx(4 / 6)  # a 3 past the 2, and a missing place
+
+
+def test_stream_bench_measures_both_resize_places(tmp_path, capsys):
+    out = tmp_path / "stream.json"
+    result = _load("bench_stream").main(["--count", "24", "--size", "64", "48", "--device", "cpu", "--json", str(out)])
+    assert result["preset"] == "cpu" and set(result["rows"]) == {"worker", "device"}
+    assert all(rate > 0 for row in result["rows"].values() for rate in row.values())
+    assert json.loads(out.read_text()) == result
+    assert "device / worker: pipeline_1" in capsys.readouterr().out
