@@ -62,6 +62,8 @@ bench: setup
 	$(PY) bench/bench_metrics.py
 	$(PY) bench/bench_encode.py
 	$(PY) bench/bench_throughput.py --preset cpu --device cpu
+	$(PY) bench/bench_search.py
+	$(PY) bench/bench_stream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -21,8 +21,8 @@ k-th distance counts.
 The codes imitate a trained model's: ``--centres`` random centres (classes
 and their modes), each code its centre with each bit flipped with
 probability ``--flip``; queries are drawn the same way and are not in the
-database. Uniformly random codes have no near neighbours at all, and there
-no approximate method beats brute force; ``--flip 0.5`` shows it.
+database. Uniformly random codes (``--flip 0.5``) have no near neighbours,
+and there the approximate indexes miss most of the true ones.
 
 Run: ``python bench/bench_search.py`` (``--sizes 100000 --queries 200`` for
 a quick look; ``--json FILE`` keeps the table).
