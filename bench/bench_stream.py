@@ -7,6 +7,9 @@ default (``--resize-on worker``) a worker decodes each JPEG and resizes it
 (torch's antialiased resize). On photos of a few hundred pixels a side,
 this prints for both:
 
+- a worker's own share of the work, timed in one process: decoding, and
+  resizing unless the device does it; what one loader core can feed a GPU
+  that does the rest;
 - the input pipeline alone (``hhlib.stream.image_batches``: workers,
   transfer, resize and normalisation, no model), with one worker (what one
   loader core gives) and with the default number of workers;
@@ -65,6 +68,14 @@ def pipeline_rate(source: Path, preprocess, device: torch.device, workers: int, 
     return seen / (time.perf_counter() - start)
 
 
+def worker_rate(source: Path, preprocess, batch_size: int) -> float:
+    """Images per second of a worker's own share (decode, and resize unless the device does), in this process."""
+    start, seen = time.perf_counter(), 0
+    for pixels in image_batches(source, preprocess, "cpu", batch_size=batch_size, workers=0, prepared=False):
+        seen += len(pixels)
+    return seen / (time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, help="a folder or list file of photos (default: JPEGs made here)")
@@ -85,10 +96,11 @@ def main(argv: list[str] | None = None) -> dict:
         source = args.images or make_photos(Path(scratch), args.count, tuple(args.size))
         print(f"{source}: {preset.name} preset ({preset.img_size} px), {device}, batch {args.batch_size}")
         heading = f"pipeline, {workers} workers"
-        print(f"{'resize on':<10} {'pipeline, 1 worker':>19} {heading:>21} {'encode_images':>14}")
+        print(f"{'resize on':<10} {'worker alone':>15} {'pipeline, 1 worker':>19} {heading:>21} {'encode_images':>14}")
         result = {"device": str(device), "preset": preset.name, "workers": workers, "rows": {}}
         for where in ("worker", "device"):
             preprocess = preprocess_for(model, DATASET, where)
+            alone = worker_rate(source, preprocess, args.batch_size)
             one = pipeline_rate(source, preprocess, device, 1, args.batch_size)
             many = pipeline_rate(source, preprocess, device, workers, args.batch_size)
             out = Path(scratch) / f"{where}.npz"
@@ -96,8 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
                 model, source, out, dataset=DATASET, resize_on=where, batch_size=args.batch_size,
                 device=device, workers=workers, progress=False,
             ).images_per_second  # fmt: skip
-            result["rows"][where] = {"pipeline_1": one, "pipeline": many, "encode": encoded}
-            print(f"{where:<10} {one:14,.0f} img/s {many:16,.0f} img/s {encoded:9,.0f} img/s")
+            result["rows"][where] = {"worker": alone, "pipeline_1": one, "pipeline": many, "encode": encoded}
+            print(f"{where:<10} {alone:10,.0f} img/s {one:14,.0f} img/s {many:16,.0f} img/s {encoded:9,.0f} img/s")
     rows = result["rows"]
     ratios = {key: rows["device"][key] / rows["worker"][key] for key in rows["worker"]}
     result["device_over_worker"] = ratios

@@ -180,18 +180,20 @@ def _encode_parser(commands) -> None:
     encode.add_argument("--out", type=Path, required=True, help="the index file to write (.npz)")
     _common(encode, encodes=True)
     stream = encode.add_argument_group("streaming (--images)")
-    stream.add_argument("--batch-size", type=int, help="images per forward pass (default: 64 on a CPU, 256 on CUDA)")
-    stream.add_argument(
-        "--chunk-size", type=int, default=4096, help="images between two saved progress records (default: 4096)"
-    )
+    encode.add_argument("--batch-size", type=int, help="images per forward pass (default: 64 on a CPU, 256 on CUDA)")
+    stream.add_argument("--chunk-size", type=int, help="images between two saved progress records (default: 4096)")
     stream.add_argument(
         "--resize-on",
         choices=("worker", "device"),
-        default="worker",
         help="resize in the loader workers (default; the codes of the in-memory path bit for bit) or on the "
         "model's device (faster on a GPU when the workers are the bottleneck)",
     )
-    stream.add_argument("--restart", action="store_true", help="discard a partial encoding of another model or input")
+    stream.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over, discarding OUT.partial/ (without it, a partial of the same model and input is continued "
+        "and one of another is refused)",
+    )
 
 
 def _search_parser(commands) -> None:
@@ -227,7 +229,11 @@ def _common(parser: argparse.ArgumentParser, encodes: bool = False) -> None:
 
     parser.add_argument("--root", type=Path, help="dataset folder (default: searched, see data/README.md)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available)")
-    parser.add_argument("--workers", type=int, help="data loader workers (default: 0 on CPU, up to 8 on CUDA)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="data loader workers (default: 0 on a CPU, up to 8 on CUDA; encode --images: one core in two on a CPU)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     if encodes:
         parser.add_argument("--amp", choices=AMP_MODES, default="auto", help=AMP_ENCODE_HELP)
@@ -253,14 +259,15 @@ def cmd_train(args) -> None:
     from hhlib.methods import METHODS
 
     started = time.perf_counter()
-    data = get_dataset(
-        args.dataset,
-        root=args.root,
-        split_seed=args.split_seed,
-        img_size=preset.img_size,
-        limit=args.limit,
-        augment=preset.augments(args.dataset),
-    )
+    with distributed.main_first():  # under torchrun one process downloads a missing dataset, then the rest read it
+        data = get_dataset(
+            args.dataset,
+            root=args.root,
+            split_seed=args.split_seed,
+            img_size=preset.img_size,
+            limit=args.limit,
+            augment=preset.augments(args.dataset),
+        )
     load_seconds = time.perf_counter() - started
     _say(args, f"{data}; training on {device}")
     pretrained = None
@@ -268,7 +275,7 @@ def cmd_train(args) -> None:
         pretrained = nest_initialiser(args.pretrained, say=lambda text: _say(args, text))
     for bits in args.bits:
         run_dir = out / f"bits{bits}"
-        if args.resume and (run_dir / "metrics.json").is_file():
+        if args.resume and distributed.broadcast_object((run_dir / "metrics.json").is_file()):  # rank 0's view
             _say(args, f"{run_dir / 'metrics.json'} exists: bits={bits} is done, skipping")
             continue
         _, metrics = train_run(
@@ -367,6 +374,9 @@ def cmd_encode(args) -> None:
         return _encode_images(args)
     from hhlib.retrieval import database_index
 
+    streaming = [flag for flag in ("chunk_size", "resize_on", "restart") if getattr(args, flag)]
+    if streaming:
+        raise UserError(f"--{streaming[0].replace('_', '-')} applies to --images, not to a split")
     args.split = args.split or "database"
     model, _, data = _restore(args)
     index = database_index(
@@ -378,6 +388,7 @@ def cmd_encode(args) -> None:
         progress=not args.quiet,
         amp=args.amp,
         num_workers=args.workers,
+        batch_size=args.batch_size,
     )
     path = index.save(args.out)
     print(f"{len(index)} codes of {model.config.bits} bits ({data.name} {args.split}) -> {path}")
@@ -385,7 +396,7 @@ def cmd_encode(args) -> None:
 
 def _encode_images(args) -> None:
     """``encode --images``: stream a list file or a folder into the index file (hhlib.stream)."""
-    from hhlib.stream import encode_images
+    from hhlib.stream import DEFAULT_CHUNK, encode_images
     from hhlib.train import load_model
 
     if args.limit is not None:
@@ -398,9 +409,9 @@ def _encode_images(args) -> None:
         checkpoint=args.checkpoint,
         dataset=state.get("dataset"),
         root=args.root,
-        resize_on=args.resize_on,
+        resize_on=args.resize_on or "worker",
         batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size or DEFAULT_CHUNK,
         device=args.device,
         workers=args.workers,
         amp=args.amp,
@@ -521,6 +532,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     from hhlib.data import DataFormatError, DatasetNotFoundError, SplitMismatchError
 
+    args = argparse.Namespace(command=None)
     try:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
@@ -530,10 +542,13 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetNotFoundError, DataFormatError, SplitMismatchError, FileNotFoundError, ValueError) as error:
         if os.environ.get("HH_DEBUG"):
             raise
-        print(f"hhlib {args.command}: error: {error}", file=sys.stderr)
+        print(f"hhlib {args.command or ''}: error: {error}".replace(" :", ":"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        again = {"train": "rerun with --resume to continue from the last checkpoint"}
+        if args.command == "encode" and getattr(args, "images", None) is not None:
+            again["encode"] = "run the same command again to continue after the last saved chunk"
+        print(f"interrupted; {again.get(args.command, 'nothing was written')}", file=sys.stderr)
         return 130
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -27,6 +28,8 @@ __all__ = [
     "world_size",
     "rank",
     "is_main",
+    "local_world_size",
+    "main_first",
     "setup",
     "teardown",
     "local_batch_size",
@@ -37,7 +40,7 @@ __all__ = [
     "wrap",
 ]
 
-# A process waits this long in a collective, e.g. while rank 0 alone evaluates.
+# A process waits this long in a collective, e.g. while rank 0 alone loads (downloads) a dataset or scores codes.
 TIMEOUT = timedelta(hours=1)
 
 
@@ -64,6 +67,21 @@ def rank() -> int:
 def is_main() -> bool:
     """Whether this process is rank 0, the one that writes checkpoints, metrics, logs and progress bars."""
     return rank() == 0
+
+
+def local_world_size() -> int:
+    """The processes torchrun started on this machine (``LOCAL_WORLD_SIZE``); 1 without torchrun."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+@contextmanager
+def main_first():
+    """Run the block on rank 0, then on the others: one process downloads and unpacks, the rest read."""
+    if active() and not is_main():
+        dist.barrier()
+    yield
+    if active() and is_main():
+        dist.barrier()
 
 
 def setup(device: torch.device) -> torch.device:

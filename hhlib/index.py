@@ -73,7 +73,7 @@ def check_backend(backend: str, options: dict[str, Any]) -> dict[str, int | None
                 f"{backend} option {key} must be a {'non-negative' if key == 'nflip' else 'positive'} integer, "
                 f"got {value!r}"
             )
-    return filled
+    return {key: None if value is None else int(value) for key, value in filled.items()}  # NumPy ints: plain
 
 
 def _sorted_rows(dist: np.ndarray, ids: np.ndarray, n_items: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +249,9 @@ class HammingIndex:
         """Write the index to one ``.npz`` file (format version, bits, packed codes, metadata, backend), atomically.
 
         The backend is saved as its name and options; the faiss structure is
-        rebuilt from the codes when a loaded index is first searched.
+        rebuilt from the codes when a loaded index is first searched (it is
+        not saved: a structure read back would be parsed by faiss's C++
+        reader, which an index file from elsewhere should never reach).
 
         A failed write leaves any earlier file at ``path`` as it was.
 
@@ -279,8 +281,9 @@ class HammingIndex:
             path: the ``.npz`` file.
             bits: the bit count the caller expects; a file holding another
                 bit count is refused.
-            backend, options: search with these instead of the saved backend
-                (files written before backends existed load as ``"exact"``).
+            backend, options: search with this backend instead of the saved
+                one, or (no backend) with these options of the saved one; files
+                written before backends existed load as ``"exact"``.
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -309,8 +312,8 @@ class HammingIndex:
         if file_bits < 1 or codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != -(-file_bits // 8):
             raise ValueError(f"{path} holds {codes.dtype} codes of shape {codes.shape}, not {file_bits}-bit codes")
         name = saved.pop("name", "exact") if backend is None else backend
-        try:
-            index = cls(file_bits, name, **(saved if backend is None else options))
+        try:  # options given override the saved ones of the saved backend, and stand alone for another
+            index = cls(file_bits, name, **({**saved, **options} if backend is None else options))
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
         if len(codes):
@@ -366,7 +369,7 @@ class HammingIndex:
             if self.backend == "ivf":
                 index = _build_ivf(self.codes, self.options["nlist"])
             else:
-                index = _build_mih(self.codes, self.options["nhash"])
+                index = _build_mih(self.codes, self.options["nhash"], self.bits)
             _set_search_option(index, self.backend, self.options)
             self._approximate = index
         return self._approximate
@@ -379,6 +382,8 @@ def _build_ivf(codes: np.ndarray, nlist: int | None) -> Any:
     k-means, not the adding, is what costs time at millions of codes.
     """
     nlist = nlist or max(1, min(int(4 * np.sqrt(len(codes))), len(codes) // 39))
+    if nlist > len(codes):
+        raise ValueError(f"ivf: nlist {nlist} is more than the {len(codes)} codes to cluster")
     quantizer = faiss.IndexBinaryFlat(8 * codes.shape[1])
     index = faiss.IndexBinaryIVF(quantizer, 8 * codes.shape[1], nlist)
     index.own_fields = False
@@ -389,12 +394,12 @@ def _build_ivf(codes: np.ndarray, nlist: int | None) -> Any:
     return index
 
 
-def _build_mih(codes: np.ndarray, nhash: int | None) -> Any:
+def _build_mih(codes: np.ndarray, nhash: int | None, bits: int) -> Any:
     """faiss.IndexBinaryMultiHash: substrings of about log2(n) bits (Norouzi et al.'s choice), one table each."""
-    width = 8 * codes.shape[1]
-    nhash = nhash or max(1, round(width / max(1.0, np.log2(len(codes)))))
-    if nhash > width:
-        raise ValueError(f"mih: nhash {nhash} is more than the {width} bits of a code")
+    width = 8 * codes.shape[1]  # the substrings cut the packed width; padding bits are zero everywhere
+    nhash = nhash or max(1, round(bits / max(1.0, np.log2(len(codes)))))
+    if nhash > bits:
+        raise ValueError(f"mih: nhash {nhash} is more than the {bits} bits of a code")
     index = faiss.IndexBinaryMultiHash(width, nhash, width // nhash)
     index.add(codes)
     return index

@@ -57,6 +57,8 @@ def nest_initialiser(
             try:
                 report = load_nest_weights(model)
             except RuntimeError as error:
+                if not distributed.is_main():  # every process tried; one says so
+                    return None
                 print(
                     f"warning: {str(error).splitlines()[0]} Training from scratch; pass a saved copy "
                     "(--pretrained PATH) to start from ImageNet.",

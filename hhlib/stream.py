@@ -3,7 +3,8 @@
 :func:`encode_images` reads the images in order, in DataLoader workers that
 decode and resize them to uint8 tensors; the main process moves each batch
 to the model's device, normalises it there, encodes it and packs the codes.
-Nothing grows with the number of images but files on disk:
+Nothing grows with the number of images but files on disk (and, for a
+folder, the names of its largest subfolder while it is sorted):
 
 - the input is first scanned into a manifest beside the target
   (``OUT.partial/items.txt``: one path a line; ``offsets.bin``: where each
@@ -22,7 +23,7 @@ chunk when the partial was made by the same model (its
 :func:`~hhlib.retrieval.model_fingerprint`), from the same input (source,
 root, count and a digest of the paths) and the same preprocessing; a
 partial of another model or input is refused with one line, and
-``restart=True`` (CLI ``--restart``) discards it.
+``restart=True`` (CLI ``--restart``) discards any partial and starts over.
 
 Inputs (docs/DESIGN.md, "Encoding at scale"):
 
@@ -33,7 +34,9 @@ Inputs (docs/DESIGN.md, "Encoding at scale"):
 - a folder: every file under it whose suffix PIL reads, recursively,
   ordered by path components (each folder's entries sorted by name, a
   subfolder's files at its name's place); names starting with a dot are
-  skipped and folder links are not followed.
+  skipped and folder links are not followed. Sorting holds the names of
+  one folder at a time in memory: the bound is the largest folder, not
+  the collection (a million names like IMG_0000001.jpg in one folder: 69 MiB).
 
 Images are prepared as ``search`` prepares a query for the model's
 dataset (:func:`hhlib.data.transforms.load_query_image`): for list-file
@@ -584,6 +587,8 @@ def index_paths(path: str | os.PathLike, ids: Sequence[int] | None = None) -> li
     The file's ``paths`` member is read in blocks, so asking for a few ids of
     a large index holds a block, not every path.
     """
+    if ids is not None and len(ids) == 0:
+        return []
     wanted = None if ids is None else sorted(set(int(i) for i in ids))
     found: dict[int, bytes] = {}
     with zipfile.ZipFile(path) as archive:
@@ -651,7 +656,8 @@ def encode_images(
         workers: DataLoader workers that decode and resize (None: :func:`stream_workers`; 0: in this process).
         amp: precision, as :func:`hhlib.train.encode` takes it.
         progress: show a progress bar (tqdm.auto).
-        restart: discard a partial of another model, input or preparation instead of refusing it.
+        restart: discard any partial and start over (without it: continue a partial of the same model,
+            input and preparation, refuse one of another).
         on_chunk: called as ``on_chunk(done, count)`` after each chunk is recorded.
         say: where notes go (resuming, discarding); default: nowhere.
 
@@ -676,8 +682,14 @@ def encode_images(
     out, bits = Path(out), int(model.config.bits)
 
     work = partial_dir(out)
+    fresh = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
-    manifest = _scan(Path(source), Path(root) if root is not None else None, work)
+    try:
+        manifest = _scan(Path(source), Path(root) if root is not None else None, work)
+    except BaseException:
+        if fresh:  # a source that cannot be read leaves nothing behind
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     fingerprint = model_fingerprint(model)
     wanted = {
         "format": STREAM_FORMAT,
@@ -732,21 +744,30 @@ def image_batches(
     root: str | os.PathLike | None = None,
     batch_size: int = 64,
     workers: int | None = None,
-) -> Iterator[torch.Tensor]:
+    prepared: bool = True,
+) -> Iterator[torch.Tensor | list[torch.Tensor]]:
     """A list file or folder as the model-input batches :func:`encode_images` feeds the model, in id order.
 
     For measuring the input pipeline apart from the model (``bench/bench_stream.py``).
+    ``prepared=False`` stops at what the workers hand over: uint8 pixels,
+    a list of differently sized images when the device resizes.
     """
     device = resolve_device(device)
     workers = stream_workers(device) if workers is None else workers
     with tempfile.TemporaryDirectory(prefix="hhlib-manifest-") as folder:
         manifest = _scan(Path(source), Path(root) if root is not None else None, Path(folder))
-        yield from _batches(manifest, preprocess, 0, batch_size, workers, device)
+        yield from _batches(manifest, preprocess, 0, batch_size, workers, device, prepared)
 
 
 def _batches(
-    manifest: _Manifest, preprocess: Preprocess, start: int, batch_size: int, workers: int, device: torch.device
-) -> Iterator[torch.Tensor]:
+    manifest: _Manifest,
+    preprocess: Preprocess,
+    start: int,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    prepared: bool = True,
+) -> Iterator[torch.Tensor | list[torch.Tensor]]:
     """Items ``start``.. as normalised (B, 3, S, S) batches on ``device``: decoded (and resized) in the workers."""
     loader = DataLoader(
         _Images(manifest, preprocess, start),
@@ -760,7 +781,7 @@ def _batches(
         bad = next((error for error in errors if error), None)
         if bad is not None:
             raise ImageDecodeError(bad)
-        yield prepare(pixels)
+        yield prepare(pixels) if prepared else pixels
 
 
 def _encode_rest(

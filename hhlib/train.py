@@ -7,8 +7,8 @@ own random streams from ``(seed, epoch)``, and a checkpoint written
 atomically after every epoch (:mod:`hhlib.checkpoint`) holds everything
 needed to continue, so a resumed run ends with the weights of an
 uninterrupted one. Under torchrun the same loop runs on every process
-(:mod:`hhlib.distributed`): each trains on its slice of the global batch,
-and rank 0 alone evaluates and writes.
+(:mod:`hhlib.distributed`): each trains on its slice of the global batch
+and encodes its share of the evaluation; rank 0 alone scores and writes.
 """
 
 from __future__ import annotations
@@ -201,8 +201,8 @@ def _loader(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
 ) -> DataLoader:
-    if workers is None:
-        workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    if workers is None:  # the machine's cores shared among the processes torchrun started on it
+        workers = min(8, (os.cpu_count() or 1) // distributed.local_world_size()) if device.type == "cuda" else 0
     if shuffle and distributed.active():
         # the batches one process would draw (DataLoader's own sampler, same generator), each cut into N slices
         batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
@@ -657,7 +657,7 @@ def fit(
     config = config or TrainConfig()
     if distributed.launched() and not distributed.active():
         raise RuntimeError("started as one of several processes, but no process group: call hhlib.distributed.setup")
-    progress = progress and distributed.is_main()  # rank 0 alone shows progress, evaluates and writes
+    progress = progress and distributed.is_main()  # rank 0 alone shows progress, scores and writes
     state = TrainState.start(model, data, config, resolve_device(device))
     path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     meta = {"dataset": getattr(data, "name", None), **(meta or {})}

@@ -86,4 +86,9 @@ def test_stream_bench_measures_both_resize_places(tmp_path, capsys):
     assert result["preset"] == "cpu" and set(result["rows"]) == {"worker", "device"}
     assert all(rate > 0 for row in result["rows"].values() for rate in row.values())
     assert json.loads(out.read_text()) == result
-    assert "device / worker: pipeline_1" in capsys.readouterr().out
+    assert "device / worker: worker " in capsys.readouterr().out and set(result["rows"]["device"]) == {
+        "worker",
+        "pipeline_1",
+        "pipeline",
+        "encode",
+    }

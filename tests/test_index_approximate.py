@@ -1,5 +1,7 @@
 """HammingIndex's approximate backends (faiss binary IVF and multi-index hashing) against exact search."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -144,3 +146,27 @@ def test_search_options_change_without_a_rebuild(data):
     ]:
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
             backend.set_search_options(**options)
+
+
+def test_options_given_to_load_override_the_saved_ones(data, tmp_path):
+    database, _, _ = data
+    path = built("ivf", database, nlist=20, nprobe=3).save(tmp_path / "db.npz")
+    assert HammingIndex.load(path, nprobe=np.int64(7)).options == {"nlist": 20, "nprobe": 7}
+    assert HammingIndex.load(path, backend="ivf", nprobe=7).options == {"nlist": None, "nprobe": 7}
+    wide = HammingIndex(BITS, "mih", nflip=np.int64(1))  # NumPy integers are stored as plain ints
+    wide.add(database[:50])
+    assert json.loads(np.load(wide.save(tmp_path / "mih.npz"))["backend"][()]) == {
+        "name": "mih",
+        "nhash": None,
+        "nflip": 1,
+    }
+
+
+def test_structures_that_cannot_be_built_are_one_line_errors(data):
+    database, queries, _ = data
+    with pytest.raises(ValueError, match="^ivf: nlist 7000 is more than the 6000 codes to cluster$"):
+        built("ivf", database, nlist=7000).search(queries, 1)
+    short = HammingIndex(12, "mih", nhash=13)
+    short.add(np.packbits(database[:10, :12] > 0, axis=1))
+    with pytest.raises(ValueError, match="^mih: nhash 13 is more than the 12 bits of a code$"):
+        short.search(np.packbits(queries[:1, :12] > 0, axis=1), 1)

@@ -293,3 +293,31 @@ def _done(progress: Path) -> int:
         return json.loads(progress.read_text())["done"]
     except (OSError, ValueError, KeyError):
         return 0
+
+
+def test_a_source_that_cannot_be_read_leaves_no_partial_behind(model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "db.npz"
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        encode_images(model, tmp_path / "empty", out, progress=False)
+    assert not partial_dir(out).exists()
+
+
+def test_index_paths_of_no_ids_is_empty(model, listed, tmp_path):
+    out = encode_images(model, listed[0], tmp_path / "db.npz", progress=False).path
+    assert index_paths(out, []) == [] and index_paths(out, [39, 0]) == [listed[1][39], listed[1][0]]
+    with pytest.raises(ValueError, match="holds 40 paths; no id 40"):
+        index_paths(out, [40])
+
+
+def test_streaming_flags_with_a_split_and_an_interrupt_are_one_line(checkpoint, listed, monkeypatch, capsys):
+    args = ["encode", "--checkpoint", str(checkpoint), "--split", "query", "--chunk-size", "8", "--out", "x.npz"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == "--chunk-size applies to --images, not to a split\n"
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(__import__("hhlib.__main__", fromlist=["COMMANDS"]).COMMANDS, "encode", interrupted)
+    assert main(["encode", "--checkpoint", str(checkpoint), "--images", str(listed[0]), "--out", "x.npz"]) == 130
+    assert capsys.readouterr().err == "interrupted; run the same command again to continue after the last saved chunk\n"
