@@ -31,9 +31,9 @@ import html
 import io
 import os
 import re
+import threading
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import to_hex
@@ -139,13 +139,14 @@ def upload_query(entry: dict, data, class_name: str = UNKNOWN_CLASS) -> Query:
     return Query(f"upload {entry['name']}", image, display, label, key=key)
 
 
-def plot_search_result(result: SearchResult, data, columns: int = 10) -> Figure:
+def plot_search_result(result: SearchResult, data, columns: int = 10, **draw) -> Figure:
     """Draw a :class:`SearchResult`: the query, then the results framed by relevance.
 
     Args:
         result: e.g. ``explorer.last_result``.
         data: the dataset searched (its database images and class names).
         columns: results per row.
+        draw: ``interpolation`` and ``pyplot``, as :func:`hhlib.viz.codes.plot_retrieval_grid` takes them.
 
     Returns:
         The Figure (see :func:`hhlib.viz.codes.plot_retrieval_grid`).
@@ -164,6 +165,7 @@ def plot_search_result(result: SearchResult, data, columns: int = 10) -> Figure:
         query_caption=result.query,
         columns=columns,
         title=shown + precision,
+        **draw,
     )
 
 
@@ -223,6 +225,10 @@ class RetrievalExplorer:
         self.last_result: SearchResult | None = None
         self.last_figure: Figure | None = None
         self._switching = False
+        # JupyterLab 4.4+ sends some widget messages to a kernel subshell: controls can change on two
+        # threads at once. One search at a time, each reading every control when it starts, so the last
+        # to run shows the controls' last state.
+        self._lock = threading.RLock()
         self._build(k, max_k, radius, bits)
         self._connect()
 
@@ -289,12 +295,13 @@ class RetrievalExplorer:
 
     def _switch_to(self, source: str) -> None:
         """Make ``source`` the query source, then search once (not twice) if live."""
-        self._switching = True
-        try:
-            self.source.value = source
-        finally:
-            self._switching = False
-        self._changed()
+        with self._lock:
+            self._switching = True
+            try:
+                self.source.value = source
+            finally:
+                self._switching = False
+            self._changed()
 
     def _uploaded(self, change) -> None:
         if change["new"]:
@@ -319,15 +326,16 @@ class RetrievalExplorer:
             The :class:`SearchResult` (also ``last_result``), or None when
             the query could not be read; ``status`` then says why.
         """
-        try:
-            query = self._query()
-        except ValueError as error:
-            self._fail(str(error))
-            return None
-        result = self.retriever.search(query, self.k_slider.value, self.radius_slider.value)
-        self.last_result = result
-        self._show(result)
-        return result
+        with self._lock:
+            try:
+                query = self._query()
+            except ValueError as error:
+                self._fail(str(error))
+                return None
+            result = self.retriever.search(query, self.k_slider.value, self.radius_slider.value)
+            self.last_result = result
+            self._show(result)
+            return result
 
     # -- drawing -----------------------------------------------------------
 
@@ -339,11 +347,12 @@ class RetrievalExplorer:
         self.status.value = f"<span style='color:#c00'>{html.escape(message)}</span>"
 
     def _show(self, result: SearchResult) -> None:
-        with plt.rc_context({"image.interpolation": "nearest"}):  # crisp pixels, and a PNG half the size
-            figure = plot_search_result(result, self.data, columns=self.columns)
+        # Off pyplot: its figure numbering is global, and two threads drawing could get one figure (a blank
+        # picture). Untracked, the figure is drawn into the Image widget, not again by the inline backend.
+        # Nearest pixels: crisp tiles, and a PNG half the size.
+        figure = plot_search_result(result, self.data, columns=self.columns, interpolation="nearest", pyplot=False)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-        plt.close(figure)  # drawn into the Image widget, not again by the notebook's inline backend
         self.last_figure = figure
         self.result_image.value = buffer.getvalue()
         self.results.value = results_html(result)

@@ -255,10 +255,19 @@ READ_EXPLORER = """() => {
   const html = Array.from(box.querySelectorAll('.widget-html-content'));
   const list = box.querySelector('.hh-results');
   const picture = box.querySelector('img.widget-image');
+  // a picture counts when it decoded and has opaque pixels: a blank (transparent) PNG decodes too
+  const opaque = img => {
+    if (!img.complete || !img.naturalWidth) return false;
+    const canvas = document.createElement('canvas');
+    canvas.width = 64; canvas.height = 64;
+    const context = canvas.getContext('2d');
+    context.drawImage(img, 0, 0, 64, 64);
+    return context.getImageData(0, 0, 64, 64).data.some((value, i) => i % 4 === 3 && value > 0);
+  };
   return {
     status: html.length ? html[0].textContent : '',
     sliders: box.querySelectorAll('.widget-slider').length,
-    picture: picture ? picture.naturalWidth : 0,
+    picture: picture && opaque(picture) ? picture.naturalWidth : 0,
     count: list ? Number(list.dataset.count) : null,
     results: Array.from(box.querySelectorAll('.hh-result')).map(r => ({
       id: Number(r.dataset.id), distance: Number(r.dataset.distance),
@@ -452,6 +461,19 @@ def shown_view(page) -> dict | None:
     }
 
 
+def stable_screenshot(page, box, path: Path, tries: int = 20) -> None:
+    """A screenshot of ``box`` once two in a row are equal: a screenshot taken while a new picture is
+    being painted shows part of it."""
+    box.scroll_into_view_if_needed()
+    shot = None
+    for _ in range(tries):
+        previous, shot = shot, page.screenshot(clip=box.bounding_box())
+        if shot == previous:
+            break
+        page.wait_for_timeout(250)
+    path.write_bytes(shot)
+
+
 def assert_page_shows(page, result, step: str, artifacts: Path | None = None) -> None:
     """Wait (up to STEP_S) until the page's explorer shows ``result``; then check it, picture included."""
     expected = {**expected_view(result), "picture": True}
@@ -467,13 +489,7 @@ def assert_page_shows(page, result, step: str, artifacts: Path | None = None) ->
                                .find(b => b.querySelector('.widget-upload'));
                              await box.querySelector('img.widget-image').decode(); }"""
         )
-        # After the file chooser, headless Chromium can leave the new picture unpainted in an element
-        # screenshot; two animation frames, then a page screenshot clipped to the explorer, show it.
-        box = explorer_box(page)
-        box.locator("img.widget-image").evaluate("img => { img.style.outline = '1px solid transparent'; }")
-        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
-        box.scroll_into_view_if_needed()
-        page.screenshot(path=artifacts / f"06-{step.replace(' ', '-')}.png", clip=box.bounding_box())
+        stable_screenshot(page, explorer_box(page), artifacts / f"06-{step.replace(' ', '-')}.png")
     assert shown == expected, f"after {step}, the page's explorer differs from hhlib's search"
     wrong = sum(item["kind"] == "hh-wrong" for item in shown["results"])
     assert wrong == (0 if result.relevant is None else int((~result.relevant).sum())), f"red frames after {step}"

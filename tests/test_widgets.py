@@ -12,8 +12,11 @@ matplotlib.use("Agg")
 
 import dataclasses  # noqa: E402
 import io  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
 from html.parser import HTMLParser  # noqa: E402
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -261,3 +264,42 @@ def test_decode_upload_makes_images_as_the_query_split_does():
     assert image.shape == (1, 3, 224, 224) and display.shape == (128, 256, 3)  # drawn at most 256 px wide
     with pytest.raises(ValueError, match="could not read 'x.bin'"):
         decode_upload(b"\x00" * 10, large, "x.bin")
+
+
+def test_searches_from_two_threads_each_draw_a_whole_picture(model, data, index, monkeypatch):
+    """JupyterLab 4.4+ sends some widget messages to a kernel subshell: controls change on another thread.
+
+    pyplot numbers its figures globally, so two threads could be handed one figure and draw a blank
+    picture (seen in JupyterLab after an upload); the explorer draws off pyplot.
+    """
+
+    def no_pyplot(*args, **kwargs):
+        raise AssertionError("the explorer drew through pyplot")
+
+    monkeypatch.setattr(plt, "figure", no_pyplot)
+    explorer = retrieval_explorer(model, data, index, k=10, max_k=20)
+    pictures = []
+    explorer.result_image.observe(lambda change: pictures.append(change["new"]), names="value")
+
+    def move(slider, values):
+        for value in values:
+            slider.value = value
+
+    threads = [
+        threading.Thread(target=move, args=(explorer.k_slider, [12, 14, 16, 18, 20] * 2)),
+        threading.Thread(target=move, args=(explorer.query_slider, [1, 2, 3, 4, 5] * 2)),
+    ]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, so that draws interleave
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(pictures) >= 10  # equal pictures in a row are one change
+    for png in pictures:  # a render interleaved with another thread's comes out partly or wholly transparent
+        alpha = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))[..., 3]
+        assert alpha.min() == 255, "a picture drawn while another thread drew"
+    assert explorer.last_result.k == 20 and explorer.last_result.query == explorer.retriever.query_item(5).name

@@ -305,6 +305,8 @@ def plot_retrieval_grid(
     query_caption: str = "query",
     columns: int = 10,
     title: str | None = None,
+    interpolation: str | None = None,
+    pyplot: bool = True,
 ) -> Figure:
     """The query and its results, ranked, framed green (relevant), red (not) or grey (unknown).
 
@@ -320,6 +322,9 @@ def plot_retrieval_grid(
         query_caption: the title of the query image.
         columns: results per row.
         title: the figure's title.
+        interpolation: how the images are resampled (``imshow``'s; None: the rcParams').
+        pyplot: False makes a Figure pyplot does not track, which another
+            thread can draw at the same time (the explorer's, see hhlib.widgets).
 
     Returns:
         The Figure, with two axes: the query (framed blue) and the results,
@@ -337,22 +342,24 @@ def plot_retrieval_grid(
     cell = 1.1  # inches per result
     size = (cell * (columns + 1.3) / 2, cell * rows * (1 + caption_rows) + (0.45 if title else 0.1))
     fig, (query_ax, results_ax) = figure(
-        2, size, layout=None, width_ratios=[1.1, columns], gridspec_kw={"wspace": 0.05}
+        2, size, layout=None, pyplot=pyplot, width_ratios=[1.1, columns], gridspec_kw={"wspace": 0.05}
     )
     query_canvas, _, _ = _mosaic([query_image], [QUERY_COLOUR], 1, max_tile=256)
-    query_ax.imshow(query_canvas)
+    query_ax.imshow(query_canvas, interpolation=interpolation)
     query_ax.set_title(query_caption, fontsize=8)
     query_ax.set_anchor("N")
     results_ax.set_anchor("N")
     for ax in (query_ax, results_ax):
         ax.axis("off")
-    _draw_results(results_ax, images, distances, relevant, captions, columns, caption_rows)
+    _draw_results(results_ax, images, distances, relevant, captions, columns, caption_rows, interpolation)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
 
 
-def _draw_results(ax, images, distances, relevant, captions, columns: int, caption_rows: float) -> None:
+def _draw_results(
+    ax, images, distances, relevant, captions, columns: int, caption_rows: float, interpolation: str | None
+) -> None:
     """The ranked results as one framed mosaic with a caption per result."""
     n = len(images)
     if n == 0:
@@ -363,7 +370,7 @@ def _draw_results(ax, images, distances, relevant, captions, columns: int, capti
         for r in (relevant if relevant is not None else [None] * n)
     ]
     canvas, corners, tile = _mosaic(images, frames, columns, caption_rows)
-    ax.imshow(canvas)
+    ax.imshow(canvas, interpolation=interpolation)
     for rank, (top, left) in enumerate(corners):
         text = f"{rank + 1}. d={int(distances[rank])}" + (f"\n{captions[rank]}" if captions is not None else "")
         ax.text(left + tile / 2, top - 1, text, ha="center", va="bottom", fontsize=7)
