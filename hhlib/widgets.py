@@ -195,7 +195,7 @@ class RetrievalExplorer:
         retriever: the :class:`~hhlib.retrieval.Retriever` behind it.
         last_result: the :class:`SearchResult` of the last search (None
             before the first and after a failed one).
-        last_figure: the Figure of the last search (closed; display it to see it again).
+        last_figure: the Figure of the last search (not tracked by pyplot; display it to see it again).
         live: when True, changing any control searches again (as the button does).
     """
 
