@@ -73,15 +73,11 @@ def tie_aware_recall(dist: np.ndarray, ids: np.ndarray, true_kth: np.ndarray) ->
     return float(((ids >= 0) & (dist <= true_kth[:, None])).mean())
 
 
-class Flat:
+def flat(codes: np.ndarray) -> Any:
     """faiss.IndexBinaryFlat as it comes: the baseline."""
-
-    def __init__(self, codes: np.ndarray) -> None:
-        self.index = faiss.IndexBinaryFlat(8 * codes.shape[1])
-        self.index.add(codes)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(queries, k)
+    index = faiss.IndexBinaryFlat(8 * codes.shape[1])
+    index.add(codes)
+    return index
 
 
 def release() -> None:
@@ -112,7 +108,7 @@ def hamming(codes: np.ndarray, backend: str) -> Callable[[], HammingIndex]:
 def indexes(codes: np.ndarray, args: argparse.Namespace) -> list[tuple[str, Callable, list[dict]]]:
     """(name, maker, search options to sweep) of every index measured, the baseline first."""
     return [
-        ("faiss IndexBinaryFlat", lambda: Flat(codes), [{}]),
+        ("faiss IndexBinaryFlat", lambda: flat(codes), [{}]),
         ("HammingIndex exact", hamming(codes, "exact"), [{}]),
         ("HammingIndex ivf", hamming(codes, "ivf"), [{"nprobe": p} for p in args.nprobe]),
         ("HammingIndex mih", hamming(codes, "mih"), [{"nflip": f} for f in args.nflip]),

@@ -58,21 +58,13 @@ def make_photos(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> P
     return folder
 
 
-def pipeline_rate(source: Path, preprocess, device: torch.device, workers: int, batch_size: int) -> float:
-    """Images per second that the input pipeline alone delivers to ``device``."""
+def rate(source: Path, preprocess, device, workers: int, batch_size: int, prepared: bool = True) -> float:
+    """Images per second the input pipeline delivers (``prepared=False``: what the workers hand over)."""
     start, seen = time.perf_counter(), 0
-    for batch in image_batches(source, preprocess, device, batch_size=batch_size, workers=workers):
+    for batch in image_batches(source, preprocess, device, batch_size=batch_size, workers=workers, prepared=prepared):
         seen += len(batch)
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
-    return seen / (time.perf_counter() - start)
-
-
-def worker_rate(source: Path, preprocess, batch_size: int) -> float:
-    """Images per second of a worker's own share (decode, and resize unless the device does), in this process."""
-    start, seen = time.perf_counter(), 0
-    for pixels in image_batches(source, preprocess, "cpu", batch_size=batch_size, workers=0, prepared=False):
-        seen += len(pixels)
     return seen / (time.perf_counter() - start)
 
 
@@ -100,9 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
         result = {"device": str(device), "preset": preset.name, "workers": workers, "rows": {}}
         for where in ("worker", "device"):
             preprocess = preprocess_for(model, DATASET, where)
-            alone = worker_rate(source, preprocess, args.batch_size)
-            one = pipeline_rate(source, preprocess, device, 1, args.batch_size)
-            many = pipeline_rate(source, preprocess, device, workers, args.batch_size)
+            alone = rate(source, preprocess, "cpu", 0, args.batch_size, prepared=False)  # a worker's share, here
+            one = rate(source, preprocess, device, 1, args.batch_size)
+            many = rate(source, preprocess, device, workers, args.batch_size)
             out = Path(scratch) / f"{where}.npz"
             encoded = encode_images(
                 model, source, out, dataset=DATASET, resize_on=where, batch_size=args.batch_size,

@@ -472,17 +472,13 @@ def _class_names(label, names: list[str]) -> str:
 
 def _search_query(args, model, meta: dict):
     """The query of ``search``: an image file, or item N of the index's query split."""
-    from hhlib.data import DATASETS, get_dataset
+    from hhlib.data import get_dataset
     from hhlib.data.transforms import load_query_image
+    from hhlib.stream import preprocess_for
 
-    if args.image is not None:
-        info = DATASETS.get(meta.get("dataset"))
-        image = load_query_image(
-            args.image,
-            model.config.img_size,
-            grey=bool(info and info.grey),
-            list_file=bool(info and info.loader is None),
-        )
+    if args.image is not None:  # prepared as encode --images prepares the database's images
+        prepare = preprocess_for(model, meta.get("dataset"))
+        image = load_query_image(args.image, prepare.img_size, grey=prepare.grey, list_file=prepare.crop)
         return str(args.image), image
     data = get_dataset(
         meta["dataset"], split_seed=meta.get("split_seed", 0), img_size=model.config.img_size, limit=meta.get("limit")
@@ -532,7 +528,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     from hhlib.data import DataFormatError, DatasetNotFoundError, SplitMismatchError
 
-    args = argparse.Namespace(command=None)
+    args = argparse.Namespace(command="")  # what the handlers read, should parsing itself be interrupted
     try:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
@@ -542,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetNotFoundError, DataFormatError, SplitMismatchError, FileNotFoundError, ValueError) as error:
         if os.environ.get("HH_DEBUG"):
             raise
-        print(f"hhlib {args.command or ''}: error: {error}".replace(" :", ":"), file=sys.stderr)
+        print(f"hhlib {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         again = {"train": "rerun with --resume to continue from the last checkpoint"}

@@ -182,7 +182,7 @@ class HammingIndex:
         # More than k, so that the codes tied at the k-th distance are usually all in hand.
         wanted = min(n, 2 * k + 16)
         if self.backend != "exact":  # sorted, so that ties at the k-th distance mostly keep the lowest ids
-            dist, ids = _sorted_found(*self._approximate_index().search(queries, wanted))
+            dist, ids = _sorted_found(*self._approximate_index().search(queries, wanted), n, self.bits)
             return np.ascontiguousarray(dist[:, :k]), np.ascontiguousarray(ids[:, :k])
         dist, ids = _sorted_rows(*self._knn(queries, wanted), n, self.bits)
         if wanted < n:
@@ -413,15 +413,13 @@ def _set_search_option(index: Any, backend: str, options: dict) -> None:
         index.nflip = options["nflip"]
 
 
-def _sorted_found(dist: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of an approximate k-NN sorted by (distance, id), faiss' missing results (id -1) last as -1."""
-    missing = ids < 0
-    keys = np.where(missing, np.iinfo(np.int64).max, (dist.astype(np.int64) << 40) | ids)
-    order = np.argsort(keys, axis=1, kind="stable")
-    dist, ids = np.take_along_axis(dist, order, 1).astype(np.int32), np.take_along_axis(ids, order, 1)
-    missing = np.take_along_axis(missing, order, 1)
-    dist[missing], ids[missing] = -1, -1
-    return dist, ids.astype(np.int64)
+def _sorted_found(dist: np.ndarray, ids: np.ndarray, n_items: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of an approximate k-NN sorted by (distance, id), faiss' missing results (id -1) last, as -1."""
+    missing = ids < 0  # sorted as one distance past the farthest possible
+    dist, ids = _sorted_rows(np.where(missing, bits + 1, dist), np.where(missing, 0, ids), n_items, bits + 1)
+    gone = dist > bits
+    dist[gone], ids[gone] = -1, -1
+    return dist, ids
 
 
 class _IndexFileError(ValueError):
@@ -436,4 +434,6 @@ def _read_fields(path: str | os.PathLike) -> tuple[int, int, np.ndarray, dict, d
             raise _IndexFileError(f"{path} is not a HammingIndex file (missing {sorted(missing)})")
         metadata = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
         backend = json.loads(str(data["backend"])) if "backend" in data.files else {}
+        if not isinstance(backend, dict):
+            raise _IndexFileError(f"{path} is not a HammingIndex file (its backend is not a JSON object)")
         return int(data["format_version"]), int(data["bits"]), data["codes"], metadata, backend

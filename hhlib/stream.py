@@ -596,19 +596,22 @@ def index_paths(path: str | os.PathLike, ids: Sequence[int] | None = None) -> li
             raise ValueError(f"{path} holds no paths (it was not written by hhlib.stream.encode_images)")
         with archive.open("paths.npy") as member:
             _skip_npy_header(member)
-            line, rest = 0, b""
+            line, rest, left = 0, b"", list(reversed(wanted or []))  # left: the ids still to find, smallest last
             while block := member.read(_COPY_BLOCK):
-                lines = (rest + block).split(b"\n")
-                rest = lines.pop()
-                for offset, text in enumerate(lines):
-                    if wanted is None or line + offset in wanted:
-                        found[line + offset] = text
-                line += len(lines)
-                if wanted is not None and line > wanted[-1]:
+                text = rest + block
+                cut = text.rfind(b"\n") + 1
+                count, rest = text.count(b"\n", 0, cut), text[cut:]
+                if wanted is None or (left and left[-1] < line + count):  # split only blocks holding a wanted id
+                    for offset, item in enumerate(text[:cut].split(b"\n")[:-1]):
+                        if wanted is None or (left and left[-1] == line + offset):
+                            found[line + offset] = item
+                            if left:
+                                left.pop()
+                line += count
+                if wanted is not None and not left:
                     break
-    missing = [i for i in (wanted or []) if i not in found]
-    if missing:
-        raise ValueError(f"{path} holds {line} paths; no id {missing[0]}")
+    if wanted is not None and left:
+        raise ValueError(f"{path} holds {line} paths; no id {left[-1]}")
     order = range(line) if ids is None else ids
     return [os.fsdecode(found[int(i)]) for i in order]
 

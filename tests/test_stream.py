@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hhlib import stream
 from hhlib.__main__ import main
 from hhlib.checkpoint import save_checkpoint
 from hhlib.data.listfile import ListFileDataset
@@ -303,9 +304,12 @@ def test_a_source_that_cannot_be_read_leaves_no_partial_behind(model, tmp_path):
     assert not partial_dir(out).exists()
 
 
-def test_index_paths_of_no_ids_is_empty(model, listed, tmp_path):
+def test_index_paths_of_no_ids_is_empty(model, listed, tmp_path, monkeypatch):
     out = encode_images(model, listed[0], tmp_path / "db.npz", progress=False).path
     assert index_paths(out, []) == [] and index_paths(out, [39, 0]) == [listed[1][39], listed[1][0]]
+    monkeypatch.setattr(stream, "_COPY_BLOCK", 13)  # blocks that cut paths, and some that hold no wanted id
+    assert index_paths(out) == listed[1]
+    assert index_paths(out, [39, 0, 17, 17]) == [listed[1][i] for i in (39, 0, 17, 17)]
     with pytest.raises(ValueError, match="holds 40 paths; no id 40"):
         index_paths(out, [40])
 
